@@ -1,0 +1,13 @@
+"""minattn: self-attention on image feature maps, from scratch in NumPy.
+
+The article's seven steps live in :mod:`minattn.steps` (vectorised) and
+:mod:`minattn.reference` (literal loops); pooling and the resize in
+:mod:`minattn.resize`; the Numba kernels in :mod:`minattn.kernels`; the module
+that composes them is :class:`minattn.BAM`.
+"""
+
+from .bam import BAM
+from .gradcheck import GradcheckReport, gradcheck, numerical_gradient, rel_error
+
+__all__ = ["BAM", "GradcheckReport", "gradcheck", "numerical_gradient", "rel_error"]
+__version__ = "0.1.0"

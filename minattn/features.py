@@ -1,0 +1,59 @@
+"""Feature maps from real photographs, for the demo and the notebooks.
+
+BAM sits inside a CNN and attends over its feature maps. We have no trained CNN,
+so we build a stand-in that a reader can hold in their head: seven hand-made
+per-pixel features (colour, smoothed brightness, edge strength, position), each
+standardised, then one fixed random 1x1 convolution with a ReLU, like the first
+layer of a CNN. Pixels with similar colour, texture and position get similar
+feature vectors, which is what the "covariance" of the article picks up.
+"""
+
+import numpy as np
+
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "coins", "moon")
+
+
+def load_photo(name="astronaut", size=128):
+    """A scikit-image bundled photograph as (size, size, 3) floats in [0, 1] (offline)."""
+    from skimage import color, data, transform
+
+    if name not in PHOTOS:
+        raise ValueError(f"photo must be one of {', '.join(PHOTOS)}; got {name!r}")
+    img = getattr(data, name)()
+    if img.ndim == 2:
+        img = color.gray2rgb(img)
+    img = transform.resize(img[..., :3], (size, size), anti_aliasing=True)
+    return np.clip(img, 0.0, 1.0)
+
+
+def photo_features(image, channels=32, seed=0, dtype=np.float64):
+    """Turn an (H, W, 3) image into a (1, channels, H, W) feature map.
+
+    Base features per pixel: R, G, B, brightness smoothed with a Gaussian (sigma 2),
+    edge strength (Sobel magnitude), row and column position, each standardised to
+    mean 0 and variance 1; then ReLU(W @ base + b) with W, b fixed random (``seed``).
+    """
+    from skimage import filters
+
+    H, W, _ = image.shape
+    gray = image.mean(axis=2)
+    rows, cols = np.mgrid[0:H, 0:W] / max(H, W)
+    base = np.stack(
+        [
+            image[..., 0],
+            image[..., 1],
+            image[..., 2],
+            filters.gaussian(gray, sigma=2),
+            filters.sobel(gray),
+            rows,
+            cols,
+        ]
+    )  # (7, H, W)
+    base = (base - base.mean(axis=(1, 2), keepdims=True)) / (
+        base.std(axis=(1, 2), keepdims=True) + 1e-8
+    )
+    rng = np.random.default_rng(seed)
+    weight = rng.standard_normal((channels, base.shape[0])) / np.sqrt(base.shape[0])
+    bias = rng.uniform(-0.5, 0.5, size=(channels, 1, 1))
+    feats = np.maximum(np.einsum("ck,khw->chw", weight, base) + bias, 0.0)
+    return feats[None].astype(dtype)

@@ -1,0 +1,196 @@
+"""Gradient checking: compare a module's backward pass with central finite differences.
+
+The loss is L = sum(y * dy) for a fixed random dy, so dL/dy = dy exactly and the
+analytic gradients are ``module.backward(dy)`` and ``module.grads``. A random dy
+(not ones) matters: with ones, any error that sums to zero over the output hides.
+
+Finite differences have a resolution. Every y_i carries a rounding error of about
+u |y_i| (u the machine epsilon), so L is uncertain by about u ||y * dy||_2 and a
+central difference by that divided by eps. We take 16 times this as the
+*resolution*: an element passes when its error is below ``rtol`` relative to
+|analytic| + |numeric|, or below the resolution. The relative error shown is
+therefore |a - n| / max(|a| + |n|, resolution / rtol). Without the floor, a
+gradient that is exactly zero (the key bias: shifting every key by the same
+vector adds a constant to each row of energies, which the softmax ignores) would
+"fail" against the 1e-9 noise of its numeric estimate, while a real bug, an error
+of the size of the gradient itself, fails either way.
+"""
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .checks import check_array
+
+
+def rel_error(a, b):
+    """max |a - b| / max(1e-12, |a| + |b|), elementwise; 0 means identical."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"rel_error needs arrays of one shape, got {a.shape} and {b.shape}")
+    return float(np.max(np.abs(a - b) / np.maximum(1e-12, np.abs(a) + np.abs(b)), initial=0.0))
+
+
+def numerical_gradient(f, x, eps=1e-6, indices=None):
+    """Central differences (f(x + eps e_i) - f(x - eps e_i)) / 2 eps of a scalar function f.
+
+    x is not modified (f sees a perturbed copy). ``indices``: flat indices to check,
+    default all; entries not checked are NaN in the result, which has x's shape.
+    """
+    x = check_array(x, "x")
+    if not eps > 0:
+        raise ValueError(f"eps must be a positive number, got {eps!r}")
+    xp = np.array(x, dtype=x.dtype, copy=True)
+    flat = xp.reshape(-1)  # a view: writing flat[i] perturbs xp
+    grad = np.full(x.size, np.nan)
+    for i in range(x.size) if indices is None else indices:
+        old = flat[i]
+        flat[i] = old + eps
+        f_plus = float(f(xp))
+        flat[i] = old - eps
+        f_minus = float(f(xp))
+        flat[i] = old
+        grad[i] = (f_plus - f_minus) / (2 * eps)
+    return grad.reshape(x.shape)
+
+
+@dataclass
+class Row:
+    name: str
+    shape: tuple
+    checked: int
+    max_abs: float
+    max_rel: float
+    worst: tuple
+    analytic: float
+    numeric: float
+    ok: bool
+
+
+@dataclass
+class GradcheckReport:
+    """What :func:`gradcheck` found: one row per checked array, plus the extra checks."""
+
+    rows: list
+    extra: list = field(default_factory=list)  # (description, ok)
+    eps: float = 1e-6
+    rtol: float = 1e-7
+    resolution: float = 0.0
+
+    @property
+    def ok(self):
+        return all(r.ok for r in self.rows) and all(ok for _, ok in self.extra)
+
+    @property
+    def max_rel(self):
+        return max(r.max_rel for r in self.rows)
+
+    def __str__(self):
+        head = ("name", "shape", "checked", "max abs err", "max rel err", "worst index")
+        head += ("analytic", "numeric", "pass")
+        lines = [
+            [
+                r.name,
+                "x".join(map(str, r.shape)),
+                str(r.checked),
+                f"{r.max_abs:.2e}",
+                f"{r.max_rel:.2e}",
+                str(r.worst),
+                f"{r.analytic:+.6e}",
+                f"{r.numeric:+.6e}",
+                "ok" if r.ok else "FAIL",
+            ]
+            for r in self.rows
+        ]
+        widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(head)]
+
+        def fmt(cells):
+            return "  ".join(c.ljust(wd) for c, wd in zip(cells, widths, strict=True)).rstrip()
+
+        out = [
+            f"gradient check by central differences, eps={self.eps:g}: an element passes if "
+            f"|analytic - numeric| < {self.rtol:g} (|analytic| + |numeric|)",
+            f"or < {self.resolution:.1e}, the finite-difference resolution "
+            f"(rel err = |a - n| / max(|a| + |n|, {self.resolution / self.rtol:.2g}))",
+            fmt(head),
+            fmt(["-" * wd for wd in widths]),
+        ]
+        out += [fmt(line) for line in lines]
+        out += [f"{'ok  ' if ok else 'FAIL'}  {what}" for what, ok in self.extra]
+        out.append(f"overall: {'PASS' if self.ok else 'FAIL'}")
+        return "\n".join(out)
+
+
+def gradcheck(module, x, eps=1e-6, *, rtol=1e-7, max_elements=None, seed=0, verbose=False):
+    """Check ``module.backward`` (dx and every entry of ``module.grads``) by finite differences.
+
+    module: anything with ``forward``, ``backward``, ``params`` and ``grads`` (a BAM).
+    x: the input. max_elements: check at most this many entries of each array, drawn
+    at random (default: all). Returns a :class:`GradcheckReport`; ``report.ok`` is the verdict.
+    The module's parameters are restored afterwards; its last-forward cache is not.
+    """
+    x = check_array(x, "x")
+    if x.dtype != np.float64 or getattr(module, "dtype", np.float64) != np.float64:
+        warnings.warn(
+            "gradcheck in float32 cannot reach a relative error of 1e-7: finite differences "
+            "need float64 (build the module and x with dtype=np.float64)",
+            stacklevel=2,
+        )
+    if max_elements is not None and max_elements < 1:
+        raise ValueError(f"max_elements must be None or >= 1, got {max_elements}")
+    rng = np.random.default_rng(seed)
+    y = module.forward(x)
+    dy = rng.standard_normal(y.shape).astype(y.dtype)
+    dx = module.backward(dy)
+    analytic = {"x": dx, **{k: v.copy() for k, v in module.grads.items()}}
+    resolution = 16 * np.finfo(y.dtype).eps * float(np.linalg.norm(y * dy)) / eps
+    floor = max(1e-12, resolution / rtol)
+
+    def loss_at_x(xx):
+        return np.sum(module.forward(xx) * dy)
+
+    def loss_at_param(name):
+        def f(p):
+            saved = module.params[name]
+            module.params[name] = p
+            try:
+                return np.sum(module.forward(x) * dy)
+            finally:
+                module.params[name] = saved
+
+        return f
+
+    targets = {"x": (x, loss_at_x)}
+    targets.update({k: (module.params[k], loss_at_param(k)) for k in module.params})
+    rows = []
+    for name, (value, f) in targets.items():
+        idx = np.arange(value.size)
+        if max_elements is not None and value.size > max_elements:
+            idx = np.sort(rng.choice(value.size, max_elements, replace=False))
+        numeric = numerical_gradient(f, value, eps, indices=idx).reshape(-1)[idx]
+        a = analytic[name].reshape(-1)[idx].astype(np.float64)
+        err = np.abs(a - numeric)
+        rel = err / np.maximum(np.abs(a) + np.abs(numeric), floor)
+        w = int(np.argmax(rel))
+        worst = tuple(int(i) for i in np.unravel_index(idx[w], value.shape))
+        row = Row(name, value.shape, idx.size, err.max(), rel[w], worst, a[w], numeric[w], False)
+        row.ok = bool(row.max_rel < rtol)
+        rows.append(row)
+        if verbose:
+            print(f"  checked {name} {value.shape}: max rel err {row.max_rel:.2e}", flush=True)
+
+    module.forward(x)
+    zero = module.backward(np.zeros_like(dy))
+    zero_ok = not zero.any() and not any(g.any() for g in module.grads.values())
+    first = module.backward(dy)
+    first_grads = {k: v.copy() for k, v in module.grads.items()}
+    second = module.backward(dy)
+    same = np.array_equal(first, second) and all(
+        np.array_equal(first_grads[k], module.grads[k]) for k in first_grads
+    )
+    extra = [
+        ("zero upstream gradient gives zero gradients", zero_ok),
+        ("a second backward gives identical gradients", same),
+    ]
+    return GradcheckReport(rows, extra, eps, rtol, resolution)

@@ -1,0 +1,36 @@
+"""The command line: the demo end to end, gradcheck, and clean errors."""
+
+import subprocess
+import sys
+
+from minattn.cli import main
+
+
+def test_demo_runs_end_to_end_and_writes_its_figure(tmp_path, capsys):
+    out = tmp_path / "attention.png"
+    assert main(["demo", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    for step in ("pool", "step 1", "step 2", "step 3", "step 4", "step 5", "step 6", "step 7"):
+        assert step in text
+    assert "overall: PASS" in text
+    assert str(out) in text
+    assert out.stat().st_size > 10_000
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_gradcheck_command_prints_the_table(capsys):
+    assert main(["gradcheck", "--channels", "8", "--key-channels", "2", "--use-gamma"]) == 0
+    text = capsys.readouterr().out
+    assert "value_conv.weight" in text and "overall: PASS" in text
+
+
+def test_bad_argument_is_one_line_and_exit_2():
+    result = subprocess.run(
+        [sys.executable, "-m", "minattn", "gradcheck", "--height", "7"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "not a multiple of ds=2" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
