@@ -76,6 +76,12 @@ class BAM:
         self.backend = check_choice(backend, "backend", BACKENDS)
         self.dtype = check_dtype(dtype)
         self.scale = self.key_channels**-0.5  # step 4, as the article's code: not sqrt(in_dim)
+        if not (seed is None or isinstance(seed, np.random.Generator)) and (
+            isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0
+        ):
+            raise TypeError(
+                f"seed must be None, an int >= 0 or a np.random.Generator, got {seed!r}"
+            )
 
         self.params = _default_init(in_dim, self.key_channels, self.dtype, seed)
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
@@ -131,6 +137,10 @@ class BAM:
     def forward(self, x, *, trace=None):
         """x: (B, C, H, W) -> y: (B, C, H, W). ``trace(name, array)``, if given, sees every step."""
         check_feature_map(x, self.in_dim, self.ds, self.dtype)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._forward(x, trace)
+
+    def _forward(self, x, trace):
         show = trace if trace is not None else (lambda name, a: None)
         S, R = (reference, reference) if self.backend == "reference" else (steps, resize)
         P = self.params
@@ -180,6 +190,7 @@ class BAM:
         y, c_res = S.residual_forward(x, up, gamma)  # step 7
         show("step 7: residual", y)
 
+        _check_finite(y, "the output y", x)
         self._cache = dict(
             ops=(S, R), shape=x.shape, pool=c_pool, conv=(c_q, c_k, c_v), flat=(c_q2, c_k2, c_v2),
             attn=c_attn, unflatten=c_un, resize=c_up, residual=c_res,
@@ -191,18 +202,21 @@ class BAM:
     def backward(self, dy):
         """dy: (B, C, H, W) = dL/dy of the last forward -> dx = dL/dx; fills ``self.grads``."""
         if self._cache is None:
-            raise RuntimeError(
+            raise ValueError(
                 "backward() needs the cache of a forward pass: call forward(x) first "
                 "(load_state_dict() clears the cache)"
             )
-        cache = self._cache
-        S, R = cache["ops"]
         check_array(dy, "dy", ndim=4, dtype=self.dtype)
-        if dy.shape != cache["shape"]:
+        if dy.shape != self._cache["shape"]:
             raise ValueError(
-                f"dy has shape {dy.shape}, expected {cache['shape']}, the shape of the last "
+                f"dy has shape {dy.shape}, expected {self._cache['shape']}, the shape of the last "
                 f"forward's output"
             )
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._backward(dy, self._cache)
+
+    def _backward(self, dy, cache):
+        S, R = cache["ops"]
 
         dx, dup, dgamma = S.residual_backward(dy, cache["residual"])  # step 7: dy reaches x as is
         dout = R.upsample_backward(dup, cache["resize"])
@@ -230,6 +244,7 @@ class BAM:
         # the pooled map fed all three projections, so its gradients add up
         dx = dx + R.avg_pool_backward(dp_q + dp_k + dp_v, cache["pool"])
 
+        _check_finite(dx, "the gradient dx", dy)
         self.grads = {
             "query_conv.weight": dWq,
             "query_conv.bias": dbq,
@@ -263,6 +278,16 @@ class BAM:
         scaled, _ = steps.scale_forward(energy, self.scale)
         attention, _ = steps.softmax_forward(scaled)
         return attention.reshape(B, len(rows), h, w)
+
+
+def _check_finite(result, what, given):
+    """Overflow (energies beyond the dtype's range) gives inf and NaN: say so, not return them."""
+    if not np.isfinite(result).all():
+        raise ValueError(
+            f"{what} is not finite: the input's largest magnitude, {np.abs(given).max():.3g}, "
+            f"overflows {result.dtype} somewhere in the attention (energies grow with its square); "
+            f"rescale the input or use dtype=np.float64"
+        )
 
 
 def _default_init(in_dim, key_channels, dtype, seed):

@@ -91,3 +91,30 @@ def check_feature_map(x, in_dim, ds, dtype):
                 f"(crop or pad x), or a ds that divides {size}"
             )
     return x
+
+
+def check_shapes(**arrays):
+    """Check arrays against named axes, e.g. ``check_shapes(q=(q, "B Ck N"), k=(k, "B Ck N"))``.
+
+    Each argument must be an ndarray with one axis per name; an axis name used more than
+    once must have one size, and a number must match exactly. Returns {axis name: size}.
+    """
+    dims = {}
+    for name, (a, spec) in arrays.items():
+        axes = spec.split()
+        want = f"({', '.join(axes)})"
+        if not isinstance(a, np.ndarray):
+            raise TypeError(
+                f"{name} must be a numpy.ndarray of shape {want}, got {type(a).__name__}"
+            )
+        if a.ndim != len(axes):
+            raise ValueError(f"{name} must have shape {want}, got shape {a.shape} ({a.ndim}-D)")
+        for axis, size in zip(axes, a.shape, strict=True):
+            expected = int(axis) if axis.isdigit() else dims.setdefault(axis, size)
+            if size != expected:
+                known = ", ".join(f"{k}={v}" for k, v in dims.items() if not k.isdigit())
+                raise ValueError(
+                    f"{name} has shape {a.shape} but must have shape {want} with {axis}={expected}"
+                    + (f" (from the other arguments: {known})" if known else "")
+                )
+    return dims

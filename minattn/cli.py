@@ -1,4 +1,4 @@
-"""The ``minattn`` command line: ``demo``, ``gradcheck``, ``bench``.
+"""The ``minattn`` command line: ``demo``, ``gradcheck``, ``bench``, ``exercises``.
 
 Bad arguments end in a one-line message and exit status 2, never a traceback.
 """
@@ -45,6 +45,12 @@ def _bench(args):
     return bench.main(args.rest)
 
 
+def _exercises(args):
+    from . import exercises
+
+    return exercises.main(args.rest)
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="minattn", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -75,6 +81,12 @@ def build_parser():
     b = sub.add_parser("bench", help="benchmark table (see benchmarks/README.md)", add_help=False)
     b.add_argument("rest", nargs=argparse.REMAINDER)
     b.set_defaults(func=_bench)
+
+    e = sub.add_parser(
+        "exercises", help="write the student version of the exercises", add_help=False
+    )
+    e.add_argument("rest", nargs=argparse.REMAINDER)
+    e.set_defaults(func=_exercises)
     return p
 
 
@@ -82,7 +94,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, OSError) as e:
         print(f"minattn {args.command}: error: {e}", file=sys.stderr)
         return 2
 

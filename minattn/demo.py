@@ -17,6 +17,7 @@ the softmax has something to choose between.
 """
 
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -52,6 +53,8 @@ def _stat(name, a):
 def run(photo="astronaut", size=128, channels=32, ds=4, out="minattn-demo.png", sharpen=4.0):
     """Run the demo; return the path of the figure it wrote."""
     t0 = time.perf_counter()
+    if not Path(out).resolve().parent.is_dir():
+        raise ValueError(f"out={str(out)!r}: the folder {str(Path(out).parent)!r} does not exist")
     image = load_photo(photo, size)
     x = photo_features(image, channels)
     print(f"photo: skimage.data.{photo}(), resized to {size}x{size}")
@@ -67,8 +70,11 @@ def run(photo="astronaut", size=128, channels=32, ds=4, out="minattn-demo.png", 
 
     bam.forward(x, trace=trace)
 
-    print("\ngradient check on a 16x16 crop (120 random entries of each array):")
-    crop = np.ascontiguousarray(x[:, :, 40:56, 48:64])
+    # a central crop of about 16x16 pixels (a multiple of ds) keeps the check to a second
+    k = min(size // ds, max(1, 16 // ds)) * ds
+    r0 = (size - k) // 2 // ds * ds
+    crop = np.ascontiguousarray(x[:, :, r0 : r0 + k, r0 : r0 + k])
+    print(f"\ngradient check on a central {k}x{k} crop (up to 120 random entries of each array):")
     check = demo_module(crop, ds, sharpen=sharpen, seed=1)
     report = gradcheck(check, crop, max_elements=120)
     print(report)

@@ -10,6 +10,8 @@ feature vectors, which is what the "covariance" of the article picks up.
 
 import numpy as np
 
+from .checks import check_positive_int
+
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "coins", "moon")
 
 
@@ -17,6 +19,7 @@ def load_photo(name="astronaut", size=128):
     """A scikit-image bundled photograph as (size, size, 3) floats in [0, 1] (offline)."""
     from skimage import color, data, transform
 
+    check_positive_int(size, "size")
     if name not in PHOTOS:
         raise ValueError(f"photo must be one of {', '.join(PHOTOS)}; got {name!r}")
     img = getattr(data, name)()
@@ -35,6 +38,9 @@ def photo_features(image, channels=32, seed=0, dtype=np.float64):
     """
     from skimage import filters
 
+    check_positive_int(channels, "channels")
+    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3):
+        raise ValueError(f"image must be an (H, W, 3) array, got {getattr(image, 'shape', image)}")
     H, W, _ = image.shape
     gray = image.mean(axis=2)
     rows, cols = np.mgrid[0:H, 0:W] / max(H, W)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .checks import check_array
+from .checks import check_array, check_positive_int
 
 
 def rel_error(a, b):
@@ -130,15 +130,23 @@ def gradcheck(module, x, eps=1e-6, *, rtol=1e-7, max_elements=None, seed=0, verb
     at random (default: all). Returns a :class:`GradcheckReport`; ``report.ok`` is the verdict.
     The module's parameters are restored afterwards; its last-forward cache is not.
     """
+    for attr in ("forward", "backward", "params", "grads"):
+        if not hasattr(module, attr):
+            raise TypeError(
+                f"module must have forward, backward, params and grads (like minattn.BAM); "
+                f"{type(module).__name__} has no {attr!r}"
+            )
     x = check_array(x, "x")
+    if not eps > 0:
+        raise ValueError(f"eps must be a positive number, got {eps!r}")
     if x.dtype != np.float64 or getattr(module, "dtype", np.float64) != np.float64:
         warnings.warn(
             "gradcheck in float32 cannot reach a relative error of 1e-7: finite differences "
             "need float64 (build the module and x with dtype=np.float64)",
             stacklevel=2,
         )
-    if max_elements is not None and max_elements < 1:
-        raise ValueError(f"max_elements must be None or >= 1, got {max_elements}")
+    if max_elements is not None:
+        check_positive_int(max_elements, "max_elements")
     rng = np.random.default_rng(seed)
     y = module.forward(x)
     dy = rng.standard_normal(y.shape).astype(y.dtype)

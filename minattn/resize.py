@@ -10,12 +10,16 @@ Shapes: x (B, C, H, W), pooled (B, C, h, w) with h = H / ds, w = W / ds.
 
 import numpy as np
 
+from .checks import check_choice, check_positive_int, check_shapes
+
 INTERPOLATIONS = ("nearest", "bilinear")
 
 
 def avg_pool_forward(x, ds):
     """Mean over each ds x ds block. x: (B, C, H, W) -> (B, C, H/ds, W/ds)."""
-    B, C, H, W = x.shape
+    B, C, H, W = check_shapes(x=(x, "B C H W")).values()
+    if H % check_positive_int(ds, "ds") or W % ds:
+        raise ValueError(f"x has H={H}, W={W} (shape {x.shape}); both must be multiples of ds={ds}")
     out = x.reshape(B, C, H // ds, ds, W // ds, ds).mean(axis=(3, 5))
     return out, ds
 
@@ -50,6 +54,9 @@ def upsample_forward(x, ds, mode="nearest"):
     nearest: output pixel (r, c) copies input pixel (r // ds, c // ds).
     bilinear: out = M_h @ x @ M_w^T with the interpolation matrices of :func:`bilinear_matrix`.
     """
+    check_shapes(x=(x, "B C h w"))
+    check_positive_int(ds, "ds")
+    check_choice(mode, "mode", INTERPOLATIONS)
     if mode == "nearest":
         return np.repeat(np.repeat(x, ds, axis=2), ds, axis=3), (ds, mode, None)
     h, w = x.shape[2:]

@@ -28,6 +28,8 @@ out, live in :mod:`minattn.resize`.
 
 import numpy as np
 
+from .checks import check_shapes
+
 # ---------------------------------------------------------------- step 1: 1x1 convolutions
 
 
@@ -37,6 +39,7 @@ def conv1x1_forward(x, weight, bias):
     x: (B, C_in, h, w); weight: (C_out, C_in, 1, 1); bias: (C_out,)
     -> out: (B, C_out, h, w). BAM calls this three times: query, key and value.
     """
+    check_shapes(x=(x, "B C_in h w"), weight=(weight, "C_out C_in 1 1"), bias=(bias, "C_out"))
     B, C_in, h, w = x.shape
     W = weight[:, :, 0, 0]  # (C_out, C_in)
     out = W @ x.reshape(B, C_in, h * w) + bias[:, None]  # (B, C_out, N)
@@ -46,6 +49,7 @@ def conv1x1_forward(x, weight, bias):
 def conv1x1_backward(dout, cache):
     """dout: (B, C_out, h, w) -> dx (B, C_in, h, w), dweight (C_out, C_in, 1, 1), dbias (C_out,)."""
     x, weight = cache
+    check_shapes(x=(x, "B C_in h w"), weight=(weight, "C_out C_in 1 1"), dout=(dout, "B C_out h w"))
     B, C_in, h, w = x.shape
     W = weight[:, :, 0, 0]
     x3 = x.reshape(B, C_in, h * w)  # (B, C_in, N)
@@ -61,6 +65,7 @@ def conv1x1_backward(dout, cache):
 
 def flatten_forward(x):
     """Step 2: (B, C, h, w) -> (B, C, N): each pixel becomes one column."""
+    check_shapes(x=(x, "B C h w"))
     return x.reshape(x.shape[0], x.shape[1], -1), x.shape
 
 
@@ -75,10 +80,12 @@ def flatten_backward(dout, cache):
 def energy_forward(query, key):
     """Step 3: the energy E[i, j] = query[:, i] . key[:, j], every pixel against every pixel.
 
-    query, key: (B, Ck, N) -> energy: (B, N, N).
+    query, key: (B, Ck, N) -> energy: (B, N, N). (attention_maps passes only a few
+    query columns, M of them, and gets (B, M, N).)
     The article calls this a covariance; it is an uncentred inner product of two
     different projections, so E is not symmetric in general.
     """
+    check_shapes(query=(query, "B Ck M"), key=(key, "B Ck N"))
     energy = query.transpose(0, 2, 1) @ key
     return energy, (query, key)
 
@@ -86,6 +93,7 @@ def energy_forward(query, key):
 def energy_backward(dout, cache):
     """dout: (B, N, N) -> (dquery (B, Ck, N), dkey (B, Ck, N))."""
     query, key = cache
+    check_shapes(query=(query, "B Ck M"), key=(key, "B Ck N"), dout=(dout, "B M N"))
     dquery = key @ dout.transpose(0, 2, 1)  # dq[c, i] = sum_j k[c, j] dE[i, j]
     dkey = query @ dout  # dk[c, j] = sum_i q[c, i] dE[i, j]
     return dquery, dkey
@@ -100,6 +108,7 @@ def scale_forward(energy, scale):
     energy: (B, N, N) -> (B, N, N). Without it, the dot products of Ck-dimensional
     vectors grow like sqrt(Ck) and the softmax saturates.
     """
+    check_shapes(energy=(energy, "B M N"))
     return energy * scale, scale
 
 
@@ -118,6 +127,7 @@ def softmax_forward(energy):
     Subtracting the row maximum first changes nothing mathematically and keeps exp
     from overflowing.
     """
+    check_shapes(energy=(energy, "B M N"))
     e = np.exp(energy - energy.max(axis=-1, keepdims=True))
     attention = e / e.sum(axis=-1, keepdims=True)
     return attention, attention
@@ -142,12 +152,14 @@ def weighted_sum_forward(value, attention):
     value: (B, C, N); attention: (B, N, N) -> out: (B, C, N).
     The article's code: ``torch.bmm(proj_value, attention.permute(0, 2, 1))``.
     """
+    check_shapes(value=(value, "B C N"), attention=(attention, "B N N"))
     return value @ attention.transpose(0, 2, 1), (value, attention)
 
 
 def weighted_sum_backward(dout, cache):
     """dout: (B, C, N) -> (dvalue (B, C, N), dattention (B, N, N))."""
     value, attention = cache
+    check_shapes(value=(value, "B C N"), dout=(dout, "B C N"))
     dvalue = dout @ attention
     dattention = dout.transpose(0, 2, 1) @ value
     return dvalue, dattention
@@ -158,6 +170,8 @@ def weighted_sum_backward(dout, cache):
 
 def unflatten_forward(x, h, w):
     """Step 6: (B, C, N) -> (B, C, h, w)."""
+    if check_shapes(x=(x, "B C N"))["N"] != h * w:
+        raise ValueError(f"x has N={x.shape[2]} pixels, but h * w = {h} * {w} = {h * w}")
     return x.reshape(x.shape[0], x.shape[1], h, w), x.shape
 
 
@@ -174,6 +188,9 @@ def residual_forward(x, f, gamma=None):
 
     x, f: (B, C, H, W); gamma: None or array of shape (1,) -> z: (B, C, H, W).
     """
+    check_shapes(x=(x, "B C H W"), f=(f, "B C H W"))
+    if gamma is not None:
+        check_shapes(gamma=(gamma, "1"))
     out = x + (f if gamma is None else gamma[0] * f)
     return out, (f, gamma)
 
