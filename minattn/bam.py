@@ -23,6 +23,7 @@ from .checks import (
     check_dtype,
     check_feature_map,
     check_positive_int,
+    check_seed,
 )
 from .resize import INTERPOLATIONS
 
@@ -76,14 +77,8 @@ class BAM:
         self.backend = check_choice(backend, "backend", BACKENDS)
         self.dtype = check_dtype(dtype)
         self.scale = self.key_channels**-0.5  # step 4, as the article's code: not sqrt(in_dim)
-        if not (seed is None or isinstance(seed, np.random.Generator)) and (
-            isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0
-        ):
-            raise TypeError(
-                f"seed must be None, an int >= 0 or a np.random.Generator, got {seed!r}"
-            )
 
-        self.params = _default_init(in_dim, self.key_channels, self.dtype, seed)
+        self.params = _default_init(in_dim, self.key_channels, self.dtype, check_seed(seed))
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
         self.attention = None
         self._cache = None

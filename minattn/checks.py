@@ -30,6 +30,15 @@ def check_positive_int(value, name, minimum=1):
     return int(value)
 
 
+def check_seed(seed):
+    """None, an int >= 0 or a np.random.Generator (what np.random.default_rng takes)."""
+    if seed is None or isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise TypeError(f"seed must be None, an int >= 0 or a np.random.Generator, got {seed!r}")
+    return seed
+
+
 def check_choice(value, name, choices):
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")

@@ -9,11 +9,12 @@
 With PyTorch's default initialisation the energies are tiny and the attention
 nearly uniform: an untrained module looks everywhere. To show the article's
 "covariance" reading, the demo sets the weights by hand: key shares query's
-projection W, and both biases are -W @ mean(pooled x), so q_i . k_j is the
-(unnormalised) covariance of the projected features of pixels i and j. Without
-the centring, pixels with large feature vectors win every row, whatever the
-query (try ``sharpen`` and the biases in notebook 1). ``sharpen`` multiplies W so
-the softmax has something to choose between.
+projection W, and both biases are -W m, with m the image's mean feature vector, so
+q_i . k_j = (x_i - m)^T W^T W (x_j - m): large when pixels i and j deviate from
+the average pixel in the same way. Without the centring, pixels with large
+feature vectors win every row, whatever the query. (Notebook 1 shows exactly when
+the energy is the article's pixel covariance; this is its spirit, not its letter.)
+``sharpen`` multiplies W so the softmax has something to choose between.
 """
 
 import time
@@ -25,13 +26,13 @@ from .bam import BAM
 from .features import load_photo, photo_features
 from .gradcheck import gradcheck
 
-# query pixels (row, col) as fractions of the image: on the astronaut, helmet, face,
-# flag and background sky; on other photos, four spread-out points.
+# query pixels (row, col) as fractions of the image: on the astronaut, her hair, the
+# neck ring, the orange sleeve and the grey background; on other photos, spread-out points.
 QUERIES = ((0.15, 0.45), (0.35, 0.45), (0.78, 0.1), (0.1, 0.9))
 
 
 def demo_module(x, ds, key_channels=8, sharpen=4.0, seed=0):
-    """A BAM for x whose energy is a covariance of projected features (see module doc)."""
+    """A BAM for x whose energy compares centred, projected pixel features (see module doc)."""
     channels = x.shape[1]
     bam = BAM(channels, ds, key_channels=key_channels, seed=seed)
     sd = bam.state_dict()

@@ -77,6 +77,7 @@ class GradcheckReport:
     eps: float = 1e-6
     rtol: float = 1e-7
     resolution: float = 0.0
+    vacuous: list = field(default_factory=list)  # arrays that do not affect the output
 
     @property
     def ok(self):
@@ -118,6 +119,11 @@ class GradcheckReport:
         ]
         out += [fmt(line) for line in lines]
         out += [f"{'ok  ' if ok else 'FAIL'}  {what}" for what, ok in self.extra]
+        if self.vacuous:
+            out.append(
+                f"note  {', '.join(self.vacuous)}: both gradients exactly zero, so the output does "
+                f"not depend on it here and its check proves nothing (gamma unused, or 0?)"
+            )
         out.append(f"overall: {'PASS' if self.ok else 'FAIL'}")
         return "\n".join(out)
 
@@ -171,7 +177,7 @@ def gradcheck(module, x, eps=1e-6, *, rtol=1e-7, max_elements=None, seed=0, verb
 
     targets = {"x": (x, loss_at_x)}
     targets.update({k: (module.params[k], loss_at_param(k)) for k in module.params})
-    rows = []
+    rows, vacuous = [], []
     for name, (value, f) in targets.items():
         idx = np.arange(value.size)
         if max_elements is not None and value.size > max_elements:
@@ -185,6 +191,8 @@ def gradcheck(module, x, eps=1e-6, *, rtol=1e-7, max_elements=None, seed=0, verb
         row = Row(name, value.shape, idx.size, err.max(), rel[w], worst, a[w], numeric[w], False)
         row.ok = bool(row.max_rel < rtol)
         rows.append(row)
+        if not a.any() and not numeric.any():
+            vacuous.append(name)
         if verbose:
             print(f"  checked {name} {value.shape}: max rel err {row.max_rel:.2e}", flush=True)
 
@@ -201,4 +209,4 @@ def gradcheck(module, x, eps=1e-6, *, rtol=1e-7, max_elements=None, seed=0, verb
         ("zero upstream gradient gives zero gradients", zero_ok),
         ("a second backward gives identical gradients", same),
     ]
-    return GradcheckReport(rows, extra, eps, rtol, resolution)
+    return GradcheckReport(rows, extra, eps, rtol, resolution, vacuous)

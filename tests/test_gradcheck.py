@@ -105,3 +105,12 @@ def test_gamma_zero_makes_the_check_vacuous_for_the_branch():
     rows = {r.name: r for r in report.rows}
     assert report.ok
     assert rows["query_conv.weight"].analytic == 0.0 and rows["value_conv.weight"].analytic == 0.0
+    assert "query_conv.weight" in report.vacuous and "key_conv.bias" in report.vacuous
+    assert "gamma" not in report.vacuous and "x" not in report.vacuous
+    assert "proves nothing" in str(report)
+
+
+def test_a_live_module_has_no_vacuous_rows():
+    """The key bias gradient is zero in theory, but its numeric estimate is noise, not 0."""
+    assert module(use_gamma=True).params["gamma"][0] != 0
+    assert gradcheck(module(use_gamma=True), X).vacuous == []
