@@ -39,18 +39,6 @@ def _gradcheck(args):
     return 0 if report.ok else 1
 
 
-def _bench(args):
-    from . import bench
-
-    return bench.main(args.rest)
-
-
-def _exercises(args):
-    from . import exercises
-
-    return exercises.main(args.rest)
-
-
 def build_parser():
     p = argparse.ArgumentParser(prog="minattn", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -78,24 +66,28 @@ def build_parser():
     g.add_argument("--seed", type=int, default=0)
     g.set_defaults(func=_gradcheck)
 
-    b = sub.add_parser("bench", help="benchmark table (see benchmarks/README.md)", add_help=False)
-    b.add_argument("rest", nargs=argparse.REMAINDER)
-    b.set_defaults(func=_bench)
-
-    e = sub.add_parser(
-        "exercises", help="write the student version of the exercises", add_help=False
-    )
-    e.add_argument("rest", nargs=argparse.REMAINDER)
-    e.set_defaults(func=_exercises)
+    # these two own their options: main() hands them the rest of the command line
+    sub.add_parser("bench", help="benchmark table (minattn bench --help)", add_help=False)
+    sub.add_parser("exercises", help="write the student version of the exercises", add_help=False)
     return p
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = argv[0] if argv else None
     try:
+        if command == "bench":
+            from . import bench
+
+            return bench.main(argv[1:])
+        if command == "exercises":
+            from . import exercises
+
+            return exercises.main(argv[1:])
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except (ValueError, TypeError, OSError) as e:
-        print(f"minattn {args.command}: error: {e}", file=sys.stderr)
+        print(f"minattn {command}: error: {e}", file=sys.stderr)
         return 2
 
 

@@ -205,7 +205,14 @@ def gradcheck(module, x, eps=1e-6, *, rtol=1e-7, max_elements=None, seed=0, verb
     same = np.array_equal(first, second) and all(
         np.array_equal(first_grads[k], module.grads[k]) for k in first_grads
     )
+    # the check means something only if finite differences resolve the gradients at all
+    largest = max(float(np.abs(analytic[r.name]).max()) for r in rows)
     extra = [
+        (
+            f"finite differences resolve the gradients (resolution {resolution:.1e} < 1e-3 x "
+            f"largest gradient {largest:.2g})",
+            resolution < 1e-3 * largest,
+        ),
         ("zero upstream gradient gives zero gradients", zero_ok),
         ("a second backward gives identical gradients", same),
     ]

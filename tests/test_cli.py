@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from minattn.cli import main
 
 
@@ -34,3 +36,12 @@ def test_bad_argument_is_one_line_and_exit_2():
     assert "Traceback" not in result.stderr
     assert "not a multiple of ds=2" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_subcommands_with_their_own_options_get_them(capsys):
+    """bench and exercises parse their own arguments, leading --options included."""
+    for command in ("bench", "exercises"):
+        with pytest.raises(SystemExit) as info:
+            main([command, "--help"])
+        assert info.value.code == 0
+        assert "usage:" in capsys.readouterr().out
