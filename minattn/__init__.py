@@ -1,9 +1,9 @@
 """minattn: self-attention on image feature maps, from scratch in NumPy.
 
-The article's seven steps live in :mod:`minattn.steps` (vectorised) and
-:mod:`minattn.reference` (literal loops); pooling and the resize in
-:mod:`minattn.resize`; the Numba kernels in :mod:`minattn.kernels`; the module
-that composes them is :class:`minattn.BAM`.
+The article's seven steps live in `minattn.steps` (vectorised) and
+`minattn.reference` (literal loops); pooling and the resize in
+`minattn.resize`; the Numba kernels in `minattn.kernels`; the module
+that composes them is `minattn.BAM`.
 """
 
 from .bam import BAM

@@ -1,6 +1,6 @@
 """``minattn demo``: BAM on a real photograph, step by step, checked, and drawn.
 
-1. Build a feature map from a bundled photograph (see :mod:`minattn.features`).
+1. Build a feature map from a bundled photograph (see `minattn.features`).
 2. Run BAM once, printing every article step with its shape and a statistic.
 3. Check its backward pass by finite differences on a crop, and print the table.
 4. Draw the attention of a few query pixels, red high and blue low (the article's

@@ -1,7 +1,7 @@
 """The Torch-free reference: every step as literal loops over pixels and channels.
 
-Same functions, signatures and caches as :mod:`minattn.steps` and
-:mod:`minattn.resize`, but each formula is written the way it reads on paper, one
+Same functions, signatures and caches as `minattn.steps` and
+`minattn.resize`, but each formula is written the way it reads on paper, one
 scalar at a time. It is slow (use it on maps of a few dozen pixels) and it is
 what every fast path is checked against. It shares no code with the fast path,
 so a shared mistake cannot hide in a shared helper.

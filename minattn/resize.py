@@ -52,7 +52,7 @@ def upsample_forward(x, ds, mode="nearest"):
     """Resize (B, C, h, w) -> (B, C, h*ds, w*ds), ``mode`` "nearest" or "bilinear".
 
     nearest: output pixel (r, c) copies input pixel (r // ds, c // ds).
-    bilinear: out = M_h @ x @ M_w^T with the interpolation matrices of :func:`bilinear_matrix`.
+    bilinear: out = M_h @ x @ M_w^T with the interpolation matrices of `bilinear_matrix`.
     """
     check_shapes(x=(x, "B C h w"))
     check_positive_int(ds, "ds")

@@ -10,20 +10,21 @@ of query and key, h x w the (pooled) feature map, N = h * w pixels.
 
 Order of operations. The article's step 3 says "q times k transposed, then
 softmax" and step 4 says "divide by sqrt(c)". Its code does energy -> scale ->
-softmax, which is the correct order (scaling after the softmax would not change
-which pixels win, only blur the weights). We follow the code:
+softmax, which is the correct order: scaling after the softmax would leave rows
+that sum to the scale instead of 1, no longer weights, and would not temper the
+softmax at all. We follow the code:
 
     step 1  conv1x1        x -> query, key, value          (three 1x1 convolutions)
     step 2  flatten        (B, ., h, w) -> (B, ., N)
     step 3  energy         E = query^T key                 (B, N, N), the "covariance"
     step 4  scale          E * key_channels ** -0.5
-    step 3  softmax        A = row-softmax(E)              (B, N, N), the attention
+    step 3  softmax        A = row-softmax(scaled E)       (B, N, N), the attention
     step 5  weighted_sum   out = value A^T                 (B, C, N)
     step 6  unflatten      (B, C, N) -> (B, C, h, w)
     step 7  residual       z = up(out) + x   (or gamma * up(out) + x)
 
 The average pooling by ``ds`` and the resize back, which the seven steps leave
-out, live in :mod:`minattn.resize`.
+out, live in `minattn.resize`.
 """
 
 import numpy as np

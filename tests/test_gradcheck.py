@@ -118,3 +118,12 @@ def test_a_live_module_has_no_vacuous_rows():
     """The key bias gradient is zero in theory, but its numeric estimate is noise, not 0."""
     assert module(use_gamma=True).params["gamma"][0] != 0
     assert gradcheck(module(use_gamma=True), X).vacuous == []
+
+
+def test_large_loss_does_not_swamp_the_check():
+    """x from default_rng(0), as users write it, and a large output: the loss sum(y * dy) is
+    ~1e6, whose rounding would exceed the resolution without the centring on y0."""
+    bam = BAM(64, 8, seed=0)
+    x = 10 * np.random.default_rng(0).standard_normal((2, 64, 32, 32))
+    report = gradcheck(bam, x, max_elements=20)
+    assert report.ok, str(report)
