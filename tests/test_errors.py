@@ -288,11 +288,18 @@ def test_command_line_errors_are_one_line_exit_2(argv, words, capsys):
         assert w in err, f"{w!r} not in: {err}"
 
 
-def test_command_line_usage_error_is_exit_2_without_traceback():
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["gradcheck", "--ds", "two"], ["invalid int value"]),  # argparse's own error
+        (["gradcheck", "--height", "7"], ["not a multiple of ds=2"]),  # minattn's
+    ],
+)
+def test_command_line_errors_in_a_real_process(argv, words):
     result = subprocess.run(
-        [sys.executable, "-m", "minattn", "gradcheck", "--ds", "two"],
-        capture_output=True,
-        text=True,
+        [sys.executable, "-m", "minattn", *argv], capture_output=True, text=True
     )
     assert result.returncode == 2
-    assert "invalid int value" in result.stderr and "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr
+    for w in words:
+        assert w in result.stderr
