@@ -3,15 +3,16 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: venv demo test lint format bench clean
+.PHONY: venv demo test lint format bench exercises docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,docs]"
 	touch $@
 
 venv: $(VENV)/.installed
@@ -23,6 +24,7 @@ test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
@@ -34,6 +36,13 @@ format: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/minattn bench
+
+# the student version of the exercise notebook: solutions replaced by NotImplementedError
+exercises: $(VENV)/.installed
+	$(BIN)/minattn exercises
+
+docs: $(VENV)/.installed
+	$(BIN)/mkdocs build --strict --site-dir build/site
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

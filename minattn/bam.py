@@ -138,6 +138,13 @@ class BAM:
     def _forward(self, x, trace):
         show = trace if trace is not None else (lambda name, a: None)
         S, R = (reference, reference) if self.backend == "reference" else (steps, resize)
+        conv = (S.conv1x1_forward, S.conv1x1_backward)
+        if self.backend == "numba":
+            from . import kernels
+
+            # the numba backend never wakes OpenBLAS, whose spinning threads would
+            # hold the cores the attention kernels are about to use (docs/kernels.md)
+            conv = (kernels.conv1x1_forward_numba, kernels.conv1x1_backward_numba)
         P = self.params
         B, C, H, W = x.shape
         h, w = H // self.ds, W // self.ds
@@ -145,9 +152,9 @@ class BAM:
         pooled, c_pool = R.avg_pool_forward(x, self.ds)  # (B, C, h, w)
         show("pool", pooled)
         # step 1: three 1x1 convolutions
-        query, c_q = S.conv1x1_forward(pooled, P["query_conv.weight"], P["query_conv.bias"])
-        key, c_k = S.conv1x1_forward(pooled, P["key_conv.weight"], P["key_conv.bias"])
-        value, c_v = S.conv1x1_forward(pooled, P["value_conv.weight"], P["value_conv.bias"])
+        query, c_q = conv[0](pooled, P["query_conv.weight"], P["query_conv.bias"])
+        key, c_k = conv[0](pooled, P["key_conv.weight"], P["key_conv.bias"])
+        value, c_v = conv[0](pooled, P["value_conv.weight"], P["value_conv.bias"])
         show("step 1: query", query)
         show("step 1: key", key)
         show("step 1: value", value)
@@ -159,8 +166,6 @@ class BAM:
 
         if self.backend == "numba":
             # steps 3-5 fused: the N x N matrix is never formed
-            from . import kernels
-
             out2, lse = kernels.attention_forward(q2, k2, v2, self.scale)
             c_attn = ("numba", (q2, k2, v2, out2, lse))
             self.attention = None
@@ -187,8 +192,8 @@ class BAM:
 
         _check_finite(y, "the output y", x)
         self._cache = dict(
-            ops=(S, R), shape=x.shape, pool=c_pool, conv=(c_q, c_k, c_v), flat=(c_q2, c_k2, c_v2),
-            attn=c_attn, unflatten=c_un, resize=c_up, residual=c_res,
+            ops=(S, R, conv[1]), shape=x.shape, pool=c_pool, conv=(c_q, c_k, c_v),
+            flat=(c_q2, c_k2, c_v2), attn=c_attn, unflatten=c_un, resize=c_up, residual=c_res,
         )  # fmt: skip
         return y
 
@@ -211,7 +216,7 @@ class BAM:
             return self._backward(dy, self._cache)
 
     def _backward(self, dy, cache):
-        S, R = cache["ops"]
+        S, R, conv_backward = cache["ops"]
 
         dx, dup, dgamma = S.residual_backward(dy, cache["residual"])  # step 7: dy reaches x as is
         dout = R.upsample_backward(dup, cache["resize"])
@@ -233,9 +238,9 @@ class BAM:
         dkey = S.flatten_backward(dk2, c_k2)
         dvalue = S.flatten_backward(dv2, c_v2)
         c_q, c_k, c_v = cache["conv"]
-        dp_q, dWq, dbq = S.conv1x1_backward(dquery, c_q)  # step 1
-        dp_k, dWk, dbk = S.conv1x1_backward(dkey, c_k)
-        dp_v, dWv, dbv = S.conv1x1_backward(dvalue, c_v)
+        dp_q, dWq, dbq = conv_backward(dquery, c_q)  # step 1
+        dp_k, dWk, dbk = conv_backward(dkey, c_k)
+        dp_v, dWv, dbv = conv_backward(dvalue, c_v)
         # the pooled map fed all three projections, so its gradients add up
         dx = dx + R.avg_pool_backward(dp_q + dp_k + dp_v, cache["pool"])
 

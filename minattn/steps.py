@@ -56,7 +56,7 @@ def conv1x1_backward(dout, cache):
     x3 = x.reshape(B, C_in, h * w)  # (B, C_in, N)
     d3 = dout.reshape(B, -1, h * w)  # (B, C_out, N)
     dx = (W.T @ d3).reshape(x.shape)
-    dW = np.einsum("bon,bcn->oc", d3, x3)  # sum over batch and pixels
+    dW = (d3 @ x3.transpose(0, 2, 1)).sum(axis=0)  # sum over batch and pixels
     db = d3.sum(axis=(0, 2))
     return dx, dW[:, :, None, None], db
 
