@@ -696,6 +696,12 @@ def attention_backward(dout, query, key, value, out, lse, scale):
 PIXEL_BLOCK = 512  # pixels per tile of the 1x1 convolutions
 
 
+def _pixel_tile(n):
+    """Tile width for n pixels: PIXEL_BLOCK, or n rounded up to 16 if smaller (the tiles
+    compute over their padding, and at ds = 8 an image may have only 64 pixels)."""
+    return min(PIXEL_BLOCK, -(-n // 16) * 16)
+
+
 def conv1x1_forward_numba(x, weight, bias):
     """Step 1 on the tile kernels: out[b, o] = bias[o] + sum_i weight[o, i, 0, 0] x[b, i].
 
@@ -704,7 +710,7 @@ def conv1x1_forward_numba(x, weight, bias):
     """
     B, C_in, h, w = x.shape
     C_out = weight.shape[0]
-    x_b = _blocks(x.reshape(B, C_in, h * w), PIXEL_BLOCK, ROWS)
+    x_b = _blocks(x.reshape(B, C_in, h * w), _pixel_tile(h * w), ROWS)
     with _threads_for(x.size * C_out):
         y_b = _conv_tiles(_pad4(weight[:, :, 0, 0]), x_b, _pad4(bias[None, :])[0])
     return _unblock(y_b, C_out, h * w).reshape(B, C_out, h, w), (x, weight)
@@ -719,8 +725,8 @@ def conv1x1_backward_numba(dout, cache):
     x, weight = cache
     B, C_in, h, w = x.shape
     C_out = weight.shape[0]
-    d_b = _blocks(dout.reshape(B, C_out, h * w), PIXEL_BLOCK, ROWS)
-    x_b = _blocks(x.reshape(B, C_in, h * w), PIXEL_BLOCK, ROWS)
+    d_b = _blocks(dout.reshape(B, C_out, h * w), _pixel_tile(h * w), ROWS)
+    x_b = _blocks(x.reshape(B, C_in, h * w), _pixel_tile(h * w), ROWS)
     w_t = np.ascontiguousarray(_pad4(weight[:, :, 0, 0]).T)
     with _threads_for(2 * x.size * C_out) as workers:
         dx_b = _conv_tiles(w_t, d_b, np.zeros(w_t.shape[0], dtype=x.dtype))
