@@ -51,12 +51,11 @@ def check_array(x, name, ndim=None, dtype=None):
     Returns ``x`` itself (never a modified copy): callers must not write into it.
     """
     if not isinstance(x, np.ndarray):
-        hint = (
-            f"; convert it with np.asarray({name}, dtype=np.float64)"
-            if dtype is None
-            else (f"; convert it with np.asarray({name}, dtype=np.{np.dtype(dtype).name})")
+        target = np.dtype(np.float64 if dtype is None else dtype).name
+        raise TypeError(
+            f"{name} must be a numpy.ndarray, got {type(x).__name__}; "
+            f"convert it with np.asarray({name}, dtype=np.{target})"
         )
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(x).__name__}{hint}")
     if x.dtype not in FLOAT_DTYPES:
         kind = "complex" if np.iscomplexobj(x) else "non-floating"
         raise TypeError(

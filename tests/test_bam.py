@@ -4,18 +4,10 @@ import itertools
 
 import numpy as np
 import pytest
+from helpers import random_module
 
 import minattn
 from minattn import BAM, gradcheck, rel_error
-
-
-def random_module(C=8, ds=2, seed=0, gamma=0.8, **kwargs):
-    """A BAM with random non-zero parameters everywhere, gamma included."""
-    bam = BAM(C, ds, seed=seed, **kwargs)
-    sd = bam.state_dict()
-    sd["gamma"] = np.array([gamma])
-    bam.load_state_dict(sd)
-    return bam
 
 
 def close(a, b, rtol):

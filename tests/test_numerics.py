@@ -5,16 +5,11 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import random_module
 
 from minattn import BAM, gradcheck, steps
 
 BACKENDS = ["reference", "numpy", "numba"]
-
-
-def random_module(C=8, ds=2, seed=0, gamma=0.8, **kwargs):
-    bam = BAM(C, ds, seed=seed, **kwargs)
-    bam.params["gamma"] = np.array([gamma], dtype=bam.dtype)
-    return bam
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
