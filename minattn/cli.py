@@ -1,4 +1,4 @@
-"""The ``minattn`` command line: ``demo``, ``gradcheck``, ``bench``, ``exercises``.
+"""The ``minattn`` command line: ``demo``, ``gradcheck``, ``bench``, ``exercises``, ``grade``.
 
 Bad arguments end in a one-line message and exit status 2, never a traceback.
 """
@@ -12,13 +12,20 @@ import numpy as np
 def _demo(args):
     from .demo import run
 
-    run(photo=args.photo, size=args.size, channels=args.channels, ds=args.ds, out=args.out)
+    run(
+        photo=args.photo,
+        size=args.size,
+        channels=args.channels,
+        ds=args.ds,
+        out=args.out,
+        image=args.image,
+    )
     return 0
 
 
 def _gradcheck(args):
-    from .bam import BAM
     from .gradcheck import gradcheck
+    from .modules.bam import BAM
 
     bam = BAM(
         args.channels,
@@ -39,12 +46,25 @@ def _gradcheck(args):
     return 0 if report.ok else 1
 
 
+def _train(args):
+    import json
+
+    from .changedetect.train import Config, run
+
+    config = Config(steps=args.steps, seed=args.seed, mode=args.mode)
+    summary = run(config, out=args.out, progress=not args.no_progress)
+    if args.json:
+        print(json.dumps(summary))
+    return 0
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="minattn", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="BAM on a photograph, step by step, checked and drawn")
     d.add_argument("--photo", default="astronaut", help="a scikit-image photo (default astronaut)")
+    d.add_argument("--image", metavar="PATH", help="your own picture (PNG, JPEG, ...) instead")
     d.add_argument("--size", type=int, default=128, help="resize the photo to SIZE x SIZE")
     d.add_argument("--channels", type=int, default=32, help="channels of the feature map")
     d.add_argument("--ds", type=int, default=4, help="pooling factor before attention")
@@ -66,9 +86,23 @@ def build_parser():
     g.add_argument("--seed", type=int, default=0)
     g.set_defaults(func=_gradcheck)
 
-    # these two own their options: main() hands them the rest of the command line
-    sub.add_parser("bench", help="benchmark table (minattn bench --help)", add_help=False)
+    t = sub.add_parser("train", help="learn change detection (STANet in miniature) with attention")
+    t.add_argument("--steps", type=int, default=300, help="Adam steps of each model")
+    t.add_argument("--seed", type=int, default=0, help="data, initialisation and batch order")
+    t.add_argument("--mode", default="BAM", choices=["BAM", "PAM"], help="CDSA's attention")
+    t.add_argument("--out", default="minattn-train.png", help="figure; weights go beside it")
+    t.add_argument("--json", action="store_true", help="end with one JSON line of results")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(func=_train)
+
+    # these own their options: main() hands them the rest of the command line
+    sub.add_parser(
+        "bench",
+        help="timing table: backends vs NumPy matmul and PyTorch (minattn bench --help)",
+        add_help=False,
+    )
     sub.add_parser("exercises", help="write the student version of the exercises", add_help=False)
+    sub.add_parser("grade", help="grade a student's exercise notebook", add_help=False)
     return p
 
 
@@ -84,6 +118,10 @@ def main(argv=None):
             from . import exercises
 
             return exercises.main(argv[1:])
+        if command == "grade":
+            from .grading import runner
+
+            return runner.main(argv[1:])
         args = build_parser().parse_args(argv)
         return args.func(args)
     except (ValueError, TypeError, OSError) as e:

@@ -1,6 +1,7 @@
 """``minattn demo``: BAM on a real photograph, step by step, checked, and drawn.
 
-1. Build a feature map from a bundled photograph (see `minattn.features`).
+1. Build a feature map from a bundled photograph, or from your own picture with
+   ``--image PATH`` (see `minattn.features`).
 2. Run BAM once, printing every article step with its shape and a statistic.
 3. Check its backward pass by finite differences on a crop, and print the table.
 4. Draw the attention of a few query pixels, red high and blue low (the article's
@@ -22,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .bam import BAM
-from .features import load_photo, photo_features
+from .features import load_image, load_photo, photo_features
 from .gradcheck import gradcheck
+from .modules.bam import BAM
 
 # query pixels (row, col) as fractions of the image: on the astronaut, her hair, the
 # neck ring, the orange sleeve and the grey background; on other photos, spread-out points.
@@ -51,14 +52,31 @@ def _stat(name, a):
     return f"mean {a.mean():+.3f}, std {a.std():.3f}"
 
 
-def run(photo="astronaut", size=128, channels=32, ds=4, out="minattn-demo.png", sharpen=4.0):
-    """Run the demo; return the path of the figure it wrote."""
+def run(
+    photo="astronaut",
+    size=128,
+    channels=32,
+    ds=4,
+    out="minattn-demo.png",
+    sharpen=4.0,
+    image=None,
+):
+    """Run the demo; return the path of the figure it wrote.
+
+    photo: a scikit-image sample photograph by name; image: the path of your own picture
+    (PNG, JPEG, ...), used instead of ``photo`` when given.
+    """
     t0 = time.perf_counter()
     if not Path(out).resolve().parent.is_dir():
         raise ValueError(f"out={str(out)!r}: the folder {str(Path(out).parent)!r} does not exist")
-    image = load_photo(photo, size)
-    x = photo_features(image, channels)
-    print(f"photo: skimage.data.{photo}(), resized to {size}x{size}")
+    if image is not None:
+        picture = load_image(image, size)
+        source = f"{image}, centred square resized to {size}x{size}"
+    else:
+        picture = load_photo(photo, size)
+        source = f"skimage.data.{photo}(), resized to {size}x{size}"
+    x = photo_features(picture, channels)
+    print(f"photo: {source}")
     print(f"feature map x: {x.shape} (7 hand-made features -> random 1x1 conv + ReLU)")
     print(f"BAM(in_dim={channels}, ds={ds}, key_channels=8), N = {(size // ds) ** 2} pooled pixels")
     print(f"weights set by hand: key = query = centred projection x{sharpen:g}\n")
@@ -80,7 +98,7 @@ def run(photo="astronaut", size=128, channels=32, ds=4, out="minattn-demo.png", 
     report = gradcheck(check, crop, max_elements=120)
     print(report)
 
-    path = plot_attention(bam, x, image, out)
+    path = plot_attention(bam, x, picture, out)
     print(f"\nattention maps (red high, blue low) written to {path}")
     print(f"demo finished in {time.perf_counter() - t0:.1f} s")
     return path

@@ -17,7 +17,23 @@ with the indentation of the ``### BEGIN SOLUTION`` line::
 so the student's cell still defines the function, and the check cell after it
 fails with ``NotImplementedError`` until the student writes the body. In a
 markdown cell (a written answer) the block becomes ``*Your answer here.*``.
-Outputs and execution counts are cleared.
+Two cell tags remove whole cells from the student version:
+
+    teacher   notes for teachers (how the notebook is used in a course)
+    answer    prose that gives an answer away: a derivation placed after the exercise
+              that asks for it, the explanation after a "predict the failing rows" check
+
+Check cells (nbgrader test cells) are made read-only (``editable``/``deletable``
+false). Outputs and execution counts are cleared. The nbgrader metadata stays, so
+``minattn grade`` recognises each exercise's cell.
+
+``--keep-solutions`` removes only the tagged cells and keeps the solutions: the
+source a course on nbgrader hands to ``nbgrader generate_assignment`` (which strips
+solutions itself but knows nothing of these tags).
+
+By default the student versions go to ``student/`` in the current folder (``make
+clean`` leaves it alone), and an existing file is never overwritten without ``--force``:
+it may hold a student's work.
 
 Only the standard library is used (notebooks are JSON), so this runs without
 nbformat or Jupyter installed.
@@ -33,7 +49,8 @@ BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 CODE_STUB = 'raise NotImplementedError("exercise: write your solution here")'
 MARKDOWN_STUB = "*Your answer here.*"
-DEFAULT_OUT = Path("build") / "student"
+REMOVED_TAGS = ("teacher", "answer")  # cells with these tags are not in the student version
+DEFAULT_OUT = Path("student")
 DEFAULT_NOTEBOOKS = Path("notebooks")
 
 
@@ -107,48 +124,83 @@ def _source(cell):
     return "".join(src) if isinstance(src, list) else src
 
 
+def _tags(cell):
+    return set(cell.get("metadata", {}).get("tags", []))
+
+
+def _nbgrader(cell):
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
 def has_solutions(nb):
-    """True if a cell of the notebook (a dict, as json.load gives) has a marker line."""
+    """True if the notebook (a dict, as json.load gives) has anything a student must not see:
+    a solution marker line, an nbgrader solution cell, or a cell tagged teacher or answer."""
     return any(
         _marker(line) in (BEGIN, END)
         for cell in nb.get("cells", [])
         for line in _source(cell).splitlines()
+    ) or any(
+        _nbgrader(cell).get("solution") or _tags(cell) & set(REMOVED_TAGS)
+        for cell in nb.get("cells", [])
     )
 
 
-def student_notebook(nb, *, name="notebook"):
-    """The student version of a notebook dict: solutions replaced, outputs cleared.
+def student_notebook(nb, *, name="notebook", keep_solutions=False):
+    """The student version of a notebook dict: solutions replaced, tagged cells removed.
 
-    nb: a notebook as loaded by ``json.load`` (or an nbformat NotebookNode);
-    it is not modified. name: the file name, for error messages.
+    nb: a notebook as loaded by ``json.load`` (or an nbformat NotebookNode); it is not
+    modified. name: the file name, for error messages and the notebook's metadata.
+    keep_solutions: only remove the cells tagged teacher or answer (nbgrader's source).
+    Check cells become read-only; outputs and execution counts are cleared.
     """
     student = copy.deepcopy(nb)
+    cells = []
     for index, cell in enumerate(student.get("cells", [])):
+        if _tags(cell) & set(REMOVED_TAGS):
+            continue
         where = f"{name}, cell {index} ({cell.get('cell_type', '?')})"
         source = _source(cell)
         if cell.get("cell_type") in ("code", "markdown"):
-            source = strip_solutions(source, cell_type=cell["cell_type"], where=where)
+            stripped = strip_solutions(source, cell_type=cell["cell_type"], where=where)
+            source = source if keep_solutions else stripped
         elif any(_marker(line) in (BEGIN, END) for line in source.splitlines()):
             raise ValueError(f"{where}: solution markers only work in code and markdown cells")
         cell["source"] = source.splitlines(keepends=True)
         if cell.get("cell_type") == "code":
             cell["outputs"] = []
             cell["execution_count"] = None
-        cell.get("metadata", {}).pop("execution", None)
+        meta = cell.setdefault("metadata", {})
+        meta.pop("execution", None)
+        if _nbgrader(cell).get("grade") and not _nbgrader(cell).get("solution"):
+            meta["editable"] = False  # a check cell: run it, do not change it
+            meta["deletable"] = False
+        cells.append(cell)
+    student["cells"] = cells
+    stem = Path(name).stem
     student.setdefault("metadata", {})["minattn"] = {
-        "student_version_of": name,
-        "generated_by": "minattn exercises",
+        **student.get("metadata", {}).get("minattn", {}),
+        "assignment": stem,
+        "student_version_of": Path(name).name,
+        "generated_by": "minattn exercises" + (" --keep-solutions" if keep_solutions else ""),
     }
     return student
 
 
-def write_student_version(path, out_dir):
-    """Write the student version of the notebook at ``path`` into ``out_dir``; return its path."""
+def write_student_version(path, out_dir, *, force=False, keep_solutions=False):
+    """Write the student version of the notebook at ``path`` into ``out_dir``; return its path.
+
+    Raises FileExistsError if the target exists and ``force`` is false: it may hold a
+    student's work.
+    """
     path = Path(path)
-    student = student_notebook(_load(path), name=str(path))
+    student = student_notebook(_load(path), name=path.name, keep_solutions=keep_solutions)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / path.name
+    if target.exists() and not force:
+        raise FileExistsError(
+            f"{target} exists (a student's work?); not overwritten, use --force to replace it"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(student, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return target
 
@@ -175,9 +227,9 @@ def _notebooks(paths):
 def build_parser():
     p = argparse.ArgumentParser(
         prog="minattn exercises",
-        description="Write the student version of every notebook with solution markers "
-        f"({BEGIN!r} ... {END!r}): each block becomes raise NotImplementedError, "
-        "outputs are cleared.",
+        description="Write the student version of every exercise notebook: solution blocks "
+        f"({BEGIN!r} ... {END!r}) become raise NotImplementedError, teachers' notes and "
+        "answer prose (cells tagged teacher or answer) are removed, outputs are cleared.",
     )
     p.add_argument(
         "notebooks",
@@ -189,33 +241,57 @@ def build_parser():
         "--out",
         default=str(DEFAULT_OUT),
         metavar="DIR",
-        help=f"where to write the student versions (default: {DEFAULT_OUT}/)",
+        help=f"where to write the student versions (default: {DEFAULT_OUT}/ in the current "
+        "folder, which make clean does not delete)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite student notebooks that already exist (they may hold a student's work)",
+    )
+    p.add_argument(
+        "--keep-solutions",
+        action="store_true",
+        help="remove only the teachers' notes and answer prose, keep the solutions: the "
+        "source notebooks for nbgrader generate_assignment",
     )
     return p
 
 
 def main(argv=None):
-    """Entry point of ``minattn exercises``; returns the exit status."""
+    """Entry point of ``minattn exercises``; returns the exit status.
+
+    0: every student version written; 1: none to write, or some kept because they exist
+    (the others are written); 2: a bad notebook or path.
+    """
     args = build_parser().parse_args(argv)
     try:
-        sources = _notebooks(args.notebooks)
-        written = []
+        sources = [p for p in _notebooks(args.notebooks) if has_solutions(_load(p))]
+        written, kept = [], []
         for path in sources:
-            if has_solutions(_load(path)):
-                written.append(write_student_version(path, args.out))
+            try:
+                written.append(
+                    write_student_version(
+                        path, args.out, force=args.force, keep_solutions=args.keep_solutions
+                    )
+                )
+            except FileExistsError as e:
+                kept.append(e)
     except (ValueError, OSError) as e:
         print(f"minattn exercises: error: {e}", file=sys.stderr)
         return 2
-    if not written:
+    if not sources:
         print(
-            f"minattn exercises: error: no notebook with {BEGIN!r} markers among "
-            f"{len(sources)} notebook(s) in {', '.join(args.notebooks)}",
+            f"minattn exercises: error: no exercise notebook (solution markers, or cells tagged "
+            f"{' or '.join(REMOVED_TAGS)}) in {', '.join(args.notebooks)}",
             file=sys.stderr,
         )
         return 1
     for target in written:
         print(f"wrote {target}")
-    return 0
+    for e in kept:
+        print(f"minattn exercises: {e}", file=sys.stderr)
+    return 1 if kept else 0
 
 
 if __name__ == "__main__":

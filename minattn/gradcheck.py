@@ -23,6 +23,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from tqdm import tqdm
 
 from .checks import check_array, check_positive_int
 
@@ -35,7 +36,7 @@ def rel_error(a, b):
     return float(np.max(np.abs(a - b) / np.maximum(1e-12, np.abs(a) + np.abs(b)), initial=0.0))
 
 
-def numerical_gradient(f, x, eps=1e-6, indices=None):
+def numerical_gradient(f, x, eps=1e-6, indices=None, *, bar=None):
     """Central differences (f(x + eps e_i) - f(x - eps e_i)) / 2 eps of a scalar function f.
 
     x is not modified (f sees a perturbed copy). ``indices``: flat indices to check,
@@ -55,6 +56,8 @@ def numerical_gradient(f, x, eps=1e-6, indices=None):
         f_minus = float(f(xp))
         flat[i] = old
         grad[i] = (f_plus - f_minus) / (2 * eps)
+        if bar is not None:
+            bar.update()
     return grad.reshape(x.shape)
 
 
@@ -132,12 +135,14 @@ class GradcheckReport:
 
 
 def gradcheck(module, x, eps=1e-6, *, rtol=1e-7, max_elements=None, seed=0):
-    """Check ``module.backward`` (dx and every entry of ``module.grads``) by finite differences.
+    """Check ``module.backward`` (every input gradient and ``module.grads``) by finite differences.
 
-    module: anything with ``forward``, ``backward``, ``params`` and ``grads`` (a BAM).
-    x: the input. max_elements: check at most this many entries of each array, drawn
-    at random (default: all). Returns a `GradcheckReport`; ``report.ok`` is the verdict.
-    The module's parameters are restored afterwards; its last-forward cache is not.
+    module: any minattn module (``forward``, ``backward``, ``params``, ``grads``).
+    x: the input, or a tuple of inputs for a module with several (CDSA's x1, x2; rows
+    "x1", "x2"). max_elements: check at most this many entries of each array, drawn at
+    random (default: all). Returns a `GradcheckReport`; ``report.ok`` is the verdict.
+    The module's parameters and buffers are restored afterwards; its cache is not.
+    A progress bar shows on a terminal when the check takes a while.
     """
     for attr in ("forward", "backward", "params", "grads"):
         if not hasattr(module, attr):
@@ -145,10 +150,12 @@ def gradcheck(module, x, eps=1e-6, *, rtol=1e-7, max_elements=None, seed=0):
                 f"module must have forward, backward, params and grads (like minattn.BAM); "
                 f"{type(module).__name__} has no {attr!r}"
             )
-    x = check_array(x, "x")
+    inputs = x if isinstance(x, tuple) else (x,)
+    names = ["x"] if len(inputs) == 1 else [f"x{i + 1}" for i in range(len(inputs))]
+    inputs = [check_array(a, n) for a, n in zip(inputs, names, strict=True)]
     if not eps > 0:
         raise ValueError(f"eps must be a positive number, got {eps!r}")
-    if x.dtype != np.float64 or getattr(module, "dtype", np.float64) != np.float64:
+    if any(a.dtype != np.float64 for a in inputs) or getattr(module, "dtype", None) != np.float64:
         warnings.warn(
             "gradcheck in float32 cannot reach a relative error of 1e-7: finite differences "
             "need float64 (build the module and x with dtype=np.float64)",
@@ -156,56 +163,82 @@ def gradcheck(module, x, eps=1e-6, *, rtol=1e-7, max_elements=None, seed=0):
         )
     if max_elements is not None:
         check_positive_int(max_elements, "max_elements")
+    buffers = {k: b.copy() for k, b in getattr(module, "buffers", {}).items()}
+    try:
+        return _gradcheck(module, inputs, names, eps, rtol, max_elements, seed)
+    finally:
+        for k, b in buffers.items():  # training-mode forwards moved the running statistics
+            module.buffers[k][...] = b
+
+
+def _gradcheck(module, inputs, names, eps, rtol, max_elements, seed):
     # not default_rng(seed) itself: x is often drawn from that, and dy = x is a poor test
     rng = np.random.default_rng([seed, 1])
-    y = module.forward(x)
-    dy = rng.standard_normal(y.shape).astype(y.dtype)
-    dx = module.backward(dy)
-    analytic = {"x": dx, **{k: v.copy() for k, v in module.grads.items()}}
-    resolution = 16 * np.finfo(y.dtype).eps * float(np.linalg.norm(y * dy)) / eps
+    ys = _as_tuple(module.forward(*inputs))
+    dys = tuple(rng.standard_normal(y.shape).astype(y.dtype) for y in ys)
+    dxs = _as_tuple(module.backward(*dys))
+    analytic = dict(zip(names, dxs, strict=True))
+    analytic.update({k: v.copy() for k, v in module.grads.items()})
+    resolution = (
+        16
+        * np.finfo(ys[0].dtype).eps
+        * float(np.sqrt(sum(np.sum((y * dy) ** 2) for y, dy in zip(ys, dys, strict=True))))
+        / eps
+    )
     floor = max(1e-12, resolution / rtol)
 
-    def loss_at_x(xx):
-        return np.sum((module.forward(xx) - y) * dy)
+    def loss():
+        outs = _as_tuple(module.forward(*inputs))
+        return sum(np.sum((o - y) * dy) for o, y, dy in zip(outs, ys, dys, strict=True))
 
-    def loss_at_param(name):
-        def f(p):
-            saved = module.params[name]
-            module.params[name] = p
+    def loss_at(array):
+        def f(value):  # perturb the live array in place: modules may share it
+            saved = array.copy()
+            array[...] = value
             try:
-                return np.sum((module.forward(x) - y) * dy)
+                return loss()
             finally:
-                module.params[name] = saved
+                array[...] = saved
 
         return f
 
-    targets = {"x": (x, loss_at_x)}
-    targets.update({k: (module.params[k], loss_at_param(k)) for k in module.params})
-    rows, vacuous = [], []
-    for name, (value, f) in targets.items():
+    inputs = [a.copy() for a in inputs]  # perturbed in place below; the caller's stay as they are
+    targets = dict(zip(names, inputs, strict=True))
+    targets.update(module.params)
+    plan = {}
+    for name, value in targets.items():
         idx = np.arange(value.size)
         if max_elements is not None and value.size > max_elements:
             idx = np.sort(rng.choice(value.size, max_elements, replace=False))
-        numeric = numerical_gradient(f, value, eps, indices=idx).reshape(-1)[idx]
-        a = analytic[name].reshape(-1)[idx].astype(np.float64)
-        err = np.abs(a - numeric)
-        rel = err / np.maximum(np.abs(a) + np.abs(numeric), floor)
-        w = int(np.argmax(rel))
-        worst = tuple(int(i) for i in np.unravel_index(idx[w], value.shape))
-        ok = bool(rel[w] < rtol)
-        rows.append(
-            Row(name, value.shape, idx.size, err.max(), rel[w], worst, a[w], numeric[w], ok)
-        )
-        if not a.any() and not numeric.any():
-            vacuous.append(name)
+        plan[name] = idx
+    rows, vacuous = [], []
+    with tqdm(
+        total=sum(i.size for i in plan.values()), desc="gradcheck", unit="entry",
+        disable=None, leave=False, delay=2.0,
+    ) as bar:  # fmt: skip
+        for name, value in targets.items():
+            idx = plan[name]
+            numeric = numerical_gradient(loss_at(value), value, eps, indices=idx, bar=bar)
+            numeric = numeric.reshape(-1)[idx]
+            a = analytic[name].reshape(-1)[idx].astype(np.float64)
+            err = np.abs(a - numeric)
+            rel = err / np.maximum(np.abs(a) + np.abs(numeric), floor)
+            w = int(np.argmax(rel))
+            worst = tuple(int(i) for i in np.unravel_index(idx[w], value.shape))
+            ok = bool(rel[w] < rtol)
+            rows.append(
+                Row(name, value.shape, idx.size, err.max(), rel[w], worst, a[w], numeric[w], ok)
+            )
+            if not a.any() and not numeric.any():
+                vacuous.append(name)
 
-    module.forward(x)
-    zero = module.backward(np.zeros_like(dy))
-    zero_ok = not zero.any() and not any(g.any() for g in module.grads.values())
-    first = module.backward(dy)
+    module.forward(*inputs)
+    zero = _as_tuple(module.backward(*(np.zeros_like(dy) for dy in dys)))
+    zero_ok = not any(z.any() for z in zero) and not any(g.any() for g in module.grads.values())
+    first = _as_tuple(module.backward(*dys))
     first_grads = {k: v.copy() for k, v in module.grads.items()}
-    second = module.backward(dy)
-    same = np.array_equal(first, second) and all(
+    second = _as_tuple(module.backward(*dys))
+    same = all(np.array_equal(a, b) for a, b in zip(first, second, strict=True)) and all(
         np.array_equal(first_grads[k], module.grads[k]) for k in first_grads
     )
     # the check means something only if finite differences resolve the gradients at all
@@ -220,3 +253,7 @@ def gradcheck(module, x, eps=1e-6, *, rtol=1e-7, max_elements=None, seed=0):
         ("a second backward gives identical gradients", same),
     ]
     return GradcheckReport(rows, extra, eps, rtol, resolution, vacuous)
+
+
+def _as_tuple(a):
+    return a if isinstance(a, tuple) else (a,)

@@ -129,8 +129,11 @@ def softmax_forward(energy):
     from overflowing.
     """
     check_shapes(energy=(energy, "B M N"))
-    e = np.exp(energy - energy.max(axis=-1, keepdims=True))
-    attention = e / e.sum(axis=-1, keepdims=True)
+    # one new (N, N) array, then everything in place: each extra temporary is another
+    # pass over memory, and at N = 1024 those passes are most of the time
+    attention = energy - energy.max(axis=-1, keepdims=True)
+    np.exp(attention, out=attention)
+    attention *= 1 / attention.sum(axis=-1, keepdims=True)  # one divide per row, not per entry
     return attention, attention
 
 
@@ -141,7 +144,12 @@ def softmax_backward(dout, cache):
     a * (dout - sum(dout * a)), so the N x N Jacobian per row is never built.
     """
     attention = cache
-    return attention * (dout - (dout * attention).sum(axis=-1, keepdims=True))
+    # sum_j dout[i, j] a[i, j] for every row i, as a batch of (1 x N) @ (N x 1) products:
+    # BLAS, and no (N, N) temporary for dout * a
+    rowdot = (dout[..., None, :] @ attention[..., :, None])[..., 0]  # (B, N, 1)
+    denergy = dout - rowdot
+    denergy *= attention
+    return denergy
 
 
 # ---------------------------------------------------------------- step 5: weighted sum

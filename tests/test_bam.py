@@ -148,11 +148,22 @@ def test_trace_sees_every_step_in_order():
     names = []
     random_module(8, 2).forward(np.zeros((1, 8, 4, 4)), trace=lambda n, a: names.append(n))
     steps = [n.split(":")[0] for n in names if n.startswith("step")]
-    assert steps == ["step 1"] * 3 + ["step 2", "step 3", "step 4", "step 3", "step 5"] + [
+    assert steps == ["step 1"] * 3 + ["step 2"] * 3 + ["step 3", "step 4", "step 3", "step 5"] + [
         "step 6",
         "step 7",
     ]
-    assert names[0] == "pool" and names[-2].startswith("resize")
+    assert names[0] == "x" and names[1].startswith("pool") and names[-1] == "y"
+    assert names[-3] == "resize (upsample_forward#1)"
+    # every step's name carries its function's name, for compare_steps
+    assert names[8] == "step 3: energy (energy_forward#1)"
+
+
+def test_trace_of_the_numba_backend_names_the_fused_kernel(numba_kernels):
+    names = []
+    bam = random_module(8, 2, backend="numba")
+    bam.forward(np.zeros((1, 8, 4, 4)), trace=lambda n, a: names.append(n))
+    assert "steps 3-5: streaming attention (fused_attention_forward#1)" in names
+    assert not any("softmax" in n for n in names)
 
 
 def test_rel_error_definition():

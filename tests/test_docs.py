@@ -46,7 +46,17 @@ def resolve(dotted):
 
 def test_pages_exist():
     names = {p.name for p in PAGES}
-    assert {"index.md", "article-map.md", "derivations.md", "api.md", "gradcheck.md"} <= names
+    assert {
+        "index.md",
+        "article.md",
+        "article-map.md",
+        "contract.md",
+        "derivations.md",
+        "api.md",
+        "gradcheck.md",
+        "glossary.md",
+        "references.md",
+    } <= names
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)

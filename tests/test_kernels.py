@@ -2,7 +2,9 @@
 
 Every comparison is relative to the largest magnitude of the expected array:
 1e-10 in float64, 2e-5 in float32. Inputs are random and non-zero; expected
-values never come from the code under test.
+values never come from the code under test. The subprocess tests run the
+kernels as AVX2 code, with no writable cache, with 1, 2 and 7 threads, and as
+plain Python (NUMBA_DISABLE_JIT=1).
 """
 
 import os
@@ -50,9 +52,32 @@ def dense_attention(q, k, v, scale, dout):
     return out, dq, dk, dv, lse
 
 
+def run_python(code, timeout=300, **env):
+    """Run ``code`` in a fresh interpreter with extra environment; -> CompletedProcess."""
+    run = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=timeout,
+    )
+    assert run.returncode == 0, run.stderr
+    return run
+
+
 DTYPES = [np.float64, np.float32]
-# N: 1, below one key block, KEY_BLOCK + 1 and a few blocks plus a remainder; B > 1; Ck 1, 2, 8
-SHAPES = [(1, 1, 3, 1), (2, 2, 5, 37), (3, 8, 16, 513), (2, 1, 8, 1100), (1, 8, 64, 2050)]
+# Every tile remainder: N against QUERY_BLOCK = 64 and KEY_BLOCK = 512 (1, 37: one short
+# block; 64, 65; 513: one key more than a block; 1100: two blocks and a remainder), Ck
+# against the 4-row register block (1, 2, 3, 5, 8), C against 4 and the 2- or 4-column
+# block of the dot products (3, 5, 6, 16); B > 1 (blocks of two images).
+SHAPES = [
+    (1, 1, 3, 1),
+    (2, 2, 5, 37),
+    (1, 3, 6, 64),
+    (2, 5, 6, 65),
+    (3, 8, 16, 513),
+    (2, 1, 5, 1100),
+]
 
 
 # ---------------------------------------------------------------- streaming attention
@@ -66,7 +91,7 @@ def test_streaming_attention_matches_steps_and_numpy_twin(
 ):
     K = numba_kernels
     # small problems normally run on one thread; test both paths at every size
-    monkeypatch.setattr(K, "SERIAL_WORK", 0 if threads == "all" else 2**62)
+    monkeypatch.setattr(K.jit, "SERIAL_WORK", 0 if threads == "all" else 2**62)
     B, Ck, C, N = shape
     q, k, v, dout = inputs(B, Ck, C, N, dtype, seed=N)
     scale = Ck**-0.5
@@ -122,6 +147,58 @@ def test_streaming_attention_matches_finite_differences(numba_kernels):
         assert err < 1e-7, f"d{name}: error {err:.2e}"
 
 
+def test_streaming_attention_is_deterministic_for_a_thread_count(numba_kernels, monkeypatch):
+    """Two runs on all threads give the same bits: every sum is added in a fixed order."""
+    K = numba_kernels
+    monkeypatch.setattr(K.jit, "SERIAL_WORK", 0)
+    q, k, v, dout = inputs(2, 5, 6, 1500, np.float32, seed=2)
+    first = K.attention_forward(q, k, v, 0.4)
+    first += K.attention_backward(dout, q, k, v, *first, 0.4)
+    again = K.attention_forward(q, k, v, 0.4)
+    again += K.attention_backward(dout, q, k, v, *again, 0.4)
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_thread_counts_agree_and_memory_does_not_grow_with_them():
+    """1, 2 and 7 threads (NUMBA_NUM_THREADS=7, in a subprocess) agree to rounding; with 7
+    threads the backward needs no per-thread copies of dkey/dvalue: N = 20000 raises the
+    peak RSS by far less than 7 copies would take."""
+    run = run_python(
+        """
+        import resource, numba, numpy as np
+        from minattn import kernels as K
+        K.jit.SERIAL_WORK = 0
+        rng = np.random.default_rng(0)
+        q, k = rng.standard_normal((2, 2, 3, 2100))
+        v, dout = rng.standard_normal((2, 2, 7, 2100))
+        results = {}
+        for t in (1, 2, 7):
+            numba.set_num_threads(t)
+            out, lse = K.attention_forward(q, k, v, 0.5)
+            results[t] = (out, lse, *K.attention_backward(dout, q, k, v, out, lse, 0.5))
+        worst = max(
+            float(np.abs(a - b).max() / np.abs(b).max())
+            for t in (2, 7) for a, b in zip(results[t], results[1])
+        )
+        # memory: N = 20000, C = 64, float32; one (C, N) array is 5 MiB
+        q = np.ones((1, 1, 20000), np.float32); v = np.ones((1, 64, 20000), np.float32)
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        out, lse = K.attention_forward(q, q, v, 1.0)
+        K.attention_backward(v, q, q, v, out, lse, 1.0)
+        grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+        print(numba.get_num_threads(), worst, grew)
+        """,
+        NUMBA_NUM_THREADS="7",
+    )
+    threads, worst, grew = run.stdout.split()
+    assert int(threads) == 7
+    assert float(worst) < 1e-13, f"1, 2, 7 threads differ by {worst} (relative)"
+    # inputs, blocked copies, out and the three gradients: about 12 (C, N) arrays = 60 MiB;
+    # per-thread copies of dkey and dvalue would add 7 x 5 MiB more than that
+    assert float(grew) < 80, f"peak RSS grew by {grew} MiB"
+
+
 def test_streaming_attention_leaves_inputs_alone_and_checks_them(numba_kernels):
     K = numba_kernels
     arrays = inputs(2, 2, 4, 30, np.float64)
@@ -150,7 +227,7 @@ def test_streaming_memory_is_linear_in_n():
 
     Runs in a subprocess, so the peak RSS belongs to this computation alone.
     """
-    code = textwrap.dedent(
+    run = run_python(
         """
         import resource, numpy as np
         from minattn import kernels
@@ -162,22 +239,112 @@ def test_streaming_memory_is_linear_in_n():
         print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)
         """
     )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr
     assert int(run.stdout.split()[-1]) < 64, f"peak RSS grew by {run.stdout.split()[-1]} MiB"
+
+
+# ---------------------------------------------------------------- code paths and first use
+
+SMALL_CHECK = """
+    import numpy as np
+    from minattn import kernels as K, steps
+    K.jit.SERIAL_WORK = 0  # the threaded path too
+    rng = np.random.default_rng(1)
+    errs = []
+    for dtype in DTYPES:
+        q, k = rng.standard_normal((2, 2, 3, 600)).astype(dtype)
+        v, dout = rng.standard_normal((2, 2, 6, 600)).astype(dtype)
+        out, lse = K.attention_forward(q, k, v, 0.6)
+        grads = K.attention_backward(dout, q, k, v, out, lse, 0.6)
+        q, k, v, dout = (a.astype(np.float64) for a in (q, k, v, dout))
+        out_n, lse_n = K.attention_forward_numpy(q, k, v, 0.6)
+        twin = (out_n, lse_n, *K.attention_backward_numpy(dout, q, k, v, out_n, lse_n, 0.6))
+        for a, b in zip((out, lse, *grads), twin):
+            tol = 2e-5 if a.itemsize == 4 else 1e-10
+            errs.append(float(np.abs(a - b).max() / np.abs(b).max()) / tol)
+    print(K.NT_COLS, max(errs))
+"""
+
+
+def test_avx2_code_path_with_an_empty_cache(tmp_path):
+    """The kernels compiled as AVX2 code whatever this CPU has, from an empty cache.
+
+    NUMBA_CPU_NAME=haswell with an empty NUMBA_CPU_FEATURES makes Numba compile for
+    Haswell's instruction set (AVX2, FMA, 16 vector registers), so an AVX-512 machine
+    checks the AVX2 schedule too. The first compile says so on stderr, once per dtype.
+    """
+    run = run_python(
+        SMALL_CHECK.replace("DTYPES", "(np.float32,)"),
+        NUMBA_CPU_NAME="haswell",
+        NUMBA_CPU_FEATURES="",
+        NUMBA_CACHE_DIR=str(tmp_path),
+    )
+    nt_cols, worst = run.stdout.split()
+    assert int(nt_cols) == 2, "the AVX2 schedule: 4 x 2 register blocks"
+    assert float(worst) < 1, f"error {worst} x tolerance"
+    notes = [line for line in run.stderr.splitlines() if "compiling the numba kernels" in line]
+    assert len(notes) == 1 and "float32" in notes[0] and str(tmp_path) in notes[0], run.stderr
+
+
+def test_numba_backend_works_without_a_writable_cache(tmp_path):
+    """No place to write the cache (Numba: "no locator available"): compile in memory, say so.
+
+    NUMBA_CACHE_DIR under a regular file cannot be created (even by root), and
+    NUMBA_CACHE_LOCATOR_CLASSES keeps Numba from falling back to another directory.
+    """
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    run = run_python(
+        SMALL_CHECK.replace("DTYPES", "(np.float64,)"),
+        NUMBA_CACHE_DIR=str(blocker / "cache"),
+        NUMBA_CACHE_LOCATOR_CLASSES="UserProvidedCacheLocator",
+    )
+    assert float(run.stdout.split()[-1]) < 1
+    notes = [line for line in run.stderr.splitlines() if line.startswith("minattn:")]
+    assert len(notes) == 1 and "in memory" in notes[0] and "NUMBA_CACHE_DIR" in notes[0]
+
+
+def test_kernels_run_as_plain_python_with_jit_disabled():
+    """NUMBA_DISABLE_JIT=1 runs the kernels' source as Python: the code, not LLVM's output."""
+    run = run_python(
+        """
+        import numpy as np
+        from minattn import kernels as K, steps
+        K.jit.SERIAL_WORK = 0  # the threaded rounds too
+        rng = np.random.default_rng(0)
+        q, k = rng.standard_normal((2, 2, 2, 70))
+        v, dout = rng.standard_normal((2, 2, 3, 70))
+        out, lse = K.attention_forward(q, k, v, 0.6)
+        out_n, lse_n = K.attention_forward_numpy(q, k, v, 0.6)
+        errs = [abs(out - out_n).max(), abs(lse - lse_n).max()]
+        g = K.attention_backward(dout, q, k, v, out, lse, 0.6)
+        g_n = K.attention_backward_numpy(dout, q, k, v, out, lse, 0.6)
+        errs += [abs(a - b).max() for a, b in zip(g, g_n)]
+        x4, w4 = rng.standard_normal((2, 3, 2, 3)), rng.standard_normal((5, 3, 1, 1))
+        b4 = rng.standard_normal(5)
+        y4, c4 = steps.conv1x1_forward(x4, w4, b4)
+        errs.append(abs(K.conv1x1_forward_numba(x4, w4, b4)[0] - y4).max())
+        g4 = zip(K.conv1x1_backward_numba(y4, c4), steps.conv1x1_backward(y4, c4))
+        errs += [abs(a - b).max() for a, b in g4]
+        e = K.energy_numba(q[:, :, :7], k[:, :, :7], 0.6)
+        a = K.softmax_numba(e)
+        errs.append(abs(a - steps.softmax_forward(e)[0]).max())
+        print(max(errs))
+        """,
+        NUMBA_DISABLE_JIT="1",
+    )
+    assert float(run.stdout.split()[-1]) < 1e-12
 
 
 # ---------------------------------------------------------------- the steps as loops
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
-@pytest.mark.parametrize("shape", [(1, 1, 3, 1), (2, 2, 5, 37), (3, 8, 4, 300)], ids=str)
-def test_step_kernels_match_twins_and_steps(numba_kernels, shape, dtype):
+def test_step_kernels_match_the_steps(numba_kernels, dtype):
+    """The loop kernels against their NumPy twins, the functions of minattn.steps."""
     K = numba_kernels
-    B, Ck, C, N = shape
+    B, Ck, C, N = 3, 3, 5, 70
     q, k, v, dout = inputs(B, Ck, C, N, dtype, seed=3)
-    rng = np.random.default_rng(4)
-    d_nn = rng.standard_normal((B, N, N)).astype(dtype)  # an upstream gradient of shape (N, N)
+    d_nn = np.random.default_rng(4).standard_normal((B, N, N)).astype(dtype)  # an upstream grad
     scale = Ck**-0.5
     q64, k64, v64, dout64, d64 = (a.astype(np.float64) for a in (q, k, v, dout, d_nn))
 
@@ -185,47 +352,31 @@ def test_step_kernels_match_twins_and_steps(numba_kernels, shape, dtype):
     energy = K.energy_numba(q, k, scale)
     assert_close(energy, energy_e.astype(dtype), dtype, "energy_numba")
     assert_close(K.energy_blas(q, k, scale), energy_e.astype(dtype), dtype, "energy_blas")
-
     dq_e, dk_e = steps.energy_backward(steps.scale_backward(d64, scale), (q64, k64))
-    for got, twin, e, name in zip(
-        K.energy_backward_numba(d_nn, q, k, scale),
-        K.energy_backward_numpy(d_nn, q, k, scale),
-        (dq_e, dk_e),
-        ("dquery", "dkey"),
-        strict=True,
-    ):
-        assert_close(got, e.astype(dtype), dtype, "energy_backward_numba " + name)
-        assert_close(twin, e.astype(dtype), dtype, "energy_backward_numpy " + name)
+    got = K.energy_backward_numba(d_nn, q, k, scale)
+    for g, e, name in zip(got, (dq_e, dk_e), ("dquery", "dkey"), strict=True):
+        assert_close(g, e.astype(dtype), dtype, "energy_backward_numba " + name)
 
     attention_e = steps.softmax_forward(energy_e)[0]
     attention = K.softmax_numba(energy)
     assert_close(attention, attention_e.astype(dtype), dtype, "softmax_numba")
-    assert_close(K.softmax_numpy(energy), attention_e.astype(dtype), dtype, "softmax_numpy")
-    dsoft_e = steps.softmax_backward(d64, attention_e)
-    assert_close(
-        K.softmax_backward_numba(d_nn, attention), dsoft_e.astype(dtype), dtype, "dsoftmax"
-    )
-    assert_close(K.softmax_backward_numpy(d_nn, attention), dsoft_e.astype(dtype), dtype, "twin")
+    dsoft_e = steps.softmax_backward(d64, attention.astype(np.float64))
+    dsoft = K.softmax_backward_numba(d_nn, attention)
+    assert_close(dsoft, dsoft_e.astype(dtype), dtype, "softmax_backward_numba")
 
     out_e = steps.weighted_sum_forward(v64, attention_e)[0]
     assert_close(K.weighted_sum_numba(v, attention), out_e.astype(dtype), dtype, "weighted_sum")
-    assert_close(K.weighted_sum_numpy(v, attention), out_e.astype(dtype), dtype, "twin")
     dv_e, da_e = steps.weighted_sum_backward(dout64, (v64, attention.astype(np.float64)))
-    for got, twin, e, name in zip(
-        K.weighted_sum_backward_numba(dout, v, attention),
-        K.weighted_sum_backward_numpy(dout, v, attention),
-        (dv_e, da_e),
-        ("dvalue", "dattention"),
-        strict=True,
-    ):
-        assert_close(got, e.astype(dtype), dtype, "weighted_sum_backward_numba " + name)
-        assert_close(twin, e.astype(dtype), dtype, "weighted_sum_backward_numpy " + name)
+    got = K.weighted_sum_backward_numba(dout, v, attention)
+    for g, e, name in zip(got, (dv_e, da_e), ("dvalue", "dattention"), strict=True):
+        assert_close(g, e.astype(dtype), dtype, "weighted_sum_backward_numba " + name)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 @pytest.mark.parametrize("shape", [(1, 3, 1, 1, 1), (2, 12, 5, 7, 9), (3, 8, 16, 33, 20)], ids=str)
-def test_conv1x1_kernels_match_steps(numba_kernels, shape, dtype):
+def test_conv1x1_kernels_match_steps(numba_kernels, monkeypatch, shape, dtype):
     """Step 1 without BLAS against minattn.steps; channel counts not multiples of 4, N > 512."""
+    monkeypatch.setattr(numba_kernels.jit, "SERIAL_WORK", 0)  # the threaded path
     B, C_in, C_out, h, w = shape
     rng = np.random.default_rng(7)
     x = rng.standard_normal((B, C_in, h, w)).astype(dtype)
@@ -260,60 +411,23 @@ def test_polynomial_exp_matches_numpy(numba_kernels, dtype):
     assert np.all(got >= 0) and np.all(got[~big] < 1e-30)
 
 
-def test_kernels_run_as_plain_python_with_jit_disabled():
-    """NUMBA_DISABLE_JIT=1 runs the kernels' source as Python: the code, not LLVM's output."""
-    code = textwrap.dedent(
-        """
-        import numpy as np
-        from minattn import kernels as K, steps
-        rng = np.random.default_rng(0)
-        q, k = rng.standard_normal((2, 2, 2, 7))
-        v, dout = rng.standard_normal((2, 2, 3, 7))
-        out, lse = K.attention_forward(q, k, v, 0.6)
-        out_n, lse_n = K.attention_forward_numpy(q, k, v, 0.6)
-        errs = [abs(out - out_n).max(), abs(lse - lse_n).max()]
-        g = K.attention_backward(dout, q, k, v, out, lse, 0.6)
-        g_n = K.attention_backward_numpy(dout, q, k, v, out, lse, 0.6)
-        errs += [abs(a - b).max() for a, b in zip(g, g_n)]
-        e = K.energy_numba(q, k, 0.6)
-        a = K.softmax_numba(e)
-        errs.append(abs(e - K.energy_blas(q, k, 0.6)).max())
-        errs.append(abs(a - K.softmax_numpy(e)).max())
-        errs.append(abs(K.weighted_sum_numba(v, a) - K.weighted_sum_numpy(v, a)).max())
-        x4, w4 = rng.standard_normal((2, 3, 2, 3)), rng.standard_normal((5, 3, 1, 1))
-        b4 = rng.standard_normal(5)
-        y4, c4 = steps.conv1x1_forward(x4, w4, b4)
-        errs.append(abs(K.conv1x1_forward_numba(x4, w4, b4)[0] - y4).max())
-        g4 = zip(K.conv1x1_backward_numba(y4, c4), steps.conv1x1_backward(y4, c4))
-        errs += [abs(a - b).max() for a, b in g4]
-        pairs = [
-            (K.energy_backward_numba(e, q, k, 0.6), K.energy_backward_numpy(e, q, k, 0.6)),
-            (K.weighted_sum_backward_numba(dout, v, a), K.weighted_sum_backward_numpy(dout, v, a)),
-            ((K.softmax_backward_numba(e, a),), (K.softmax_backward_numpy(e, a),)),
-        ]
-        errs += [abs(x - y).max() for got, twin in pairs for x, y in zip(got, twin)]
-        print(max(errs))
-        """
-    )
-    env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
-    run = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
-    )
-    assert run.returncode == 0, run.stderr
-    assert float(run.stdout.split()[-1]) < 1e-12
+# ---------------------------------------------------------------- the benchmark command
 
 
-def test_bench_prints_a_table_with_every_backend(capsys):
+def test_bench_prints_a_table_with_every_row(capsys):
     """A tiny ``minattn bench`` run end to end: workers, table, ratios, header settings."""
     from minattn import bench
 
-    assert bench.main(["--configs", "1,8,4,4,1", "--dtype", "float32", "--repeats", "1"]) == 0
+    argv = ["--configs", "1,8,4,4,1,8", "--dtype", "float32", "--repeats", "1"]
+    assert bench.main(argv) == 0  # key_channels = C = 8: SDPA's flash kernel can run
     out = capsys.readouterr().out
     assert "OPENBLAS_CORETYPE=" in out and "NUMBA_NUM_THREADS=" in out
-    rows = [line.split() for line in out.splitlines() if line.strip().startswith("(1,8,4,4,1)")]
-    assert {r[3] for r in rows} >= {"numpy", "numba", "matmul"}
+    assert "FLOPs: B (8 N^2 Ck + 6 N^2 C)" in out and "schedule:" in out
+    rows = [line for line in out.splitlines() if line.strip().startswith("1,8,4,4,1")]
+    assert all(row.split()[1] == "8" for row in rows)  # the key_channels column
+    names = ["numpy", "numba", "matmul n="]
+    if "PyTorch rows skipped" not in out:  # torch and the worker found: article and SDPA rows
+        names += ["torch article", "torch sdpa (flash)"]
+    for name in names:
+        assert sum(f" {name}" in row for row in rows) == 1, (name, out)
     assert "failed" not in out
-    if "torch rows skipped" not in out:  # torch installed: its row and the ratios against it
-        assert "torch" in {r[3] for r in rows}
-        numba_row = next(r for r in rows if r[3] == "numba")
-        assert float(numba_row[6]) > 0  # t/torch

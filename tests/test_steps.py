@@ -148,3 +148,45 @@ def test_energy_is_the_article_product():
     energy, _ = steps.energy_forward(q, k)
     i, j = 2, 4
     assert energy[0, i, j] == pytest.approx(sum(q[0, c, i] * k[0, c, j] for c in range(3)))
+
+
+# ---------------------------------------------------------------- SciPy as an independent oracle
+
+
+def test_softmax_agrees_with_scipy():
+    from scipy.special import softmax
+
+    energy = np.random.default_rng(4).standard_normal((2, 5, 7)) * 30
+    np.testing.assert_allclose(steps.softmax_forward(energy)[0], softmax(energy, axis=-1), 1e-13)
+
+
+def test_streaming_log_sum_exp_agrees_with_scipy(numba_kernels):
+    from scipy.special import logsumexp
+
+    rng = np.random.default_rng(5)
+    q, k = rng.standard_normal((2, 2, 3, 50))
+    v = rng.standard_normal((2, 4, 50))
+    _, lse = numba_kernels.attention_forward(q, k, v, 0.7)
+    energy = 0.7 * np.einsum("bci,bcj->bij", q, k)
+    np.testing.assert_allclose(lse.reshape(2, 50), logsumexp(energy, axis=-1), rtol=1e-12)
+
+
+def test_bam_gradient_passes_scipy_check_grad():
+    """scipy.optimize.check_grad: its own finite differences of L(x) = sum(y * dy)."""
+    from helpers import random_module
+    from scipy.optimize import check_grad
+
+    bam = random_module(8, 2)
+    shape = (1, 8, 4, 4)
+    dy = np.random.default_rng(6).standard_normal(shape)
+
+    def loss(flat):
+        return float(np.sum(bam.forward(flat.reshape(shape)) * dy))
+
+    def grad(flat):
+        bam.forward(flat.reshape(shape))
+        return bam.backward(dy).ravel()
+
+    x0 = np.random.default_rng(7).standard_normal(np.prod(shape))
+    err = check_grad(loss, grad, x0, epsilon=1e-6)
+    assert err < 1e-6 * np.linalg.norm(grad(x0)), err

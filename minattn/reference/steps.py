@@ -1,11 +1,4 @@
-"""The Torch-free reference: every step as literal loops over pixels and channels.
-
-Same functions, signatures and caches as `minattn.steps` and
-`minattn.resize`, but each formula is written the way it reads on paper, one
-scalar at a time. It is slow (use it on maps of a few dozen pixels) and it is
-what every fast path is checked against. It shares no code with the fast path,
-so a shared mistake cannot hide in a shared helper.
-"""
+"""The seven steps as literal loops: the twin of `minattn.steps`."""
 
 import math
 
@@ -80,11 +73,12 @@ def flatten_backward(dout, cache):
 
 
 def energy_forward(query, key):
-    """energy[b, i, j] = sum_c query[b, c, i] * key[b, c, j]."""
-    B, Ck, N = query.shape
-    energy = np.zeros((B, N, N), dtype=query.dtype)
+    """energy[b, i, j] = sum_c query[b, c, i] * key[b, c, j]; M queries against N keys."""
+    B, Ck, M = query.shape
+    N = key.shape[2]
+    energy = np.zeros((B, M, N), dtype=query.dtype)
     for b in range(B):
-        for i in range(N):
+        for i in range(M):
             for j in range(N):
                 total = 0.0
                 for c in range(Ck):
@@ -95,11 +89,12 @@ def energy_forward(query, key):
 
 def energy_backward(dout, cache):
     query, key = cache
-    B, Ck, N = query.shape
+    B, Ck, M = query.shape
+    N = key.shape[2]
     dquery = np.zeros_like(query)
     dkey = np.zeros_like(key)
     for b in range(B):
-        for i in range(N):
+        for i in range(M):
             for j in range(N):
                 for c in range(Ck):
                     dquery[b, c, i] += dout[b, i, j] * key[b, c, j]
@@ -112,9 +107,9 @@ def energy_backward(dout, cache):
 
 def scale_forward(energy, scale):
     out = np.zeros_like(energy)
-    B, N, _ = energy.shape
+    B, M, N = energy.shape
     for b in range(B):
-        for i in range(N):
+        for i in range(M):
             for j in range(N):
                 out[b, i, j] = scale * energy[b, i, j]
     return out, scale
@@ -129,10 +124,10 @@ def scale_backward(dout, cache):
 
 def softmax_forward(energy):
     """attention[b, i, j] = exp(e_ij - m_i) / sum_k exp(e_ik - m_i), m_i the row maximum."""
-    B, N, _ = energy.shape
+    B, M, N = energy.shape
     attention = np.zeros_like(energy)
     for b in range(B):
-        for i in range(N):
+        for i in range(M):
             m = max(energy[b, i, j] for j in range(N))
             total = 0.0
             for j in range(N):
@@ -146,10 +141,10 @@ def softmax_forward(energy):
 def softmax_backward(dout, cache):
     """d e_ij = sum_k dout_ik * dA_ik/de_ij = a_ij * (dout_ij - sum_k dout_ik a_ik)."""
     attention = cache
-    B, N, _ = attention.shape
+    B, M, N = attention.shape
     denergy = np.zeros_like(attention)
     for b in range(B):
-        for i in range(N):
+        for i in range(M):
             dot = 0.0
             for k in range(N):
                 dot += dout[b, i, k] * attention[b, i, k]
@@ -236,76 +231,3 @@ def residual_backward(dout, cache):
         df[idx] = g * dout[idx]
         dgamma += dout[idx] * f[idx]
     return dx, df, (None if gamma is None else np.array([dgamma], dtype=dout.dtype))
-
-
-# ---------------------------------------------------------------- pooling and resize
-
-
-def avg_pool_forward(x, ds):
-    """out[b, ch, r, c] = mean of x[b, ch, r*ds : (r+1)*ds, c*ds : (c+1)*ds]."""
-    B, C, H, W = x.shape
-    h, w = H // ds, W // ds
-    out = np.zeros((B, C, h, w), dtype=x.dtype)
-    for b, ch, r, c in np.ndindex(B, C, h, w):
-        total = 0.0
-        for dr in range(ds):
-            for dc in range(ds):
-                total += x[b, ch, r * ds + dr, c * ds + dc]
-        out[b, ch, r, c] = total / (ds * ds)
-    return out, ds
-
-
-def avg_pool_backward(dout, cache):
-    ds = cache
-    B, C, h, w = dout.shape
-    dx = np.zeros((B, C, h * ds, w * ds), dtype=dout.dtype)
-    for b, ch, r, c in np.ndindex(B, C, h, w):
-        for dr in range(ds):
-            for dc in range(ds):
-                dx[b, ch, r * ds + dr, c * ds + dc] = dout[b, ch, r, c] / (ds * ds)
-    return dx
-
-
-def _source(o, n_in, ds):
-    """Source of output pixel o as PyTorch bilinear, align_corners=False: (i0, i1, weight of i1)."""
-    s = max((o + 0.5) / ds - 0.5, 0.0)
-    i0 = int(s)
-    return i0, min(i0 + 1, n_in - 1), s - i0
-
-
-def upsample_forward(x, ds, mode="nearest"):
-    """Each output pixel (R, C) reads input pixels the way F.interpolate does."""
-    B, Ch, h, w = x.shape
-    out = np.zeros((B, Ch, h * ds, w * ds), dtype=x.dtype)
-    for b, ch, R, C in np.ndindex(out.shape):
-        if mode == "nearest":
-            out[b, ch, R, C] = x[b, ch, R // ds, C // ds]
-        else:
-            r0, r1, fr = _source(R, h, ds)
-            c0, c1, fc = _source(C, w, ds)
-            out[b, ch, R, C] = (
-                (1 - fr) * (1 - fc) * x[b, ch, r0, c0]
-                + (1 - fr) * fc * x[b, ch, r0, c1]
-                + fr * (1 - fc) * x[b, ch, r1, c0]
-                + fr * fc * x[b, ch, r1, c1]
-            )
-    return out, (ds, mode, (h, w))
-
-
-def upsample_backward(dout, cache):
-    """Each output pixel hands its gradient back to the pixels it read, by the same weights."""
-    ds, mode, (h, w) = cache
-    B, Ch = dout.shape[:2]
-    dx = np.zeros((B, Ch, h, w), dtype=dout.dtype)
-    for b, ch, R, C in np.ndindex(dout.shape):
-        g = dout[b, ch, R, C]
-        if mode == "nearest":
-            dx[b, ch, R // ds, C // ds] += g
-        else:
-            r0, r1, fr = _source(R, h, ds)
-            c0, c1, fc = _source(C, w, ds)
-            dx[b, ch, r0, c0] += (1 - fr) * (1 - fc) * g
-            dx[b, ch, r0, c1] += (1 - fr) * fc * g
-            dx[b, ch, r1, c0] += fr * (1 - fc) * g
-            dx[b, ch, r1, c1] += fr * fc * g
-    return dx
