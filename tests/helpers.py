@@ -1,6 +1,10 @@
 """Helpers shared by the test files (pytest puts tests/ on sys.path)."""
 
-from minattn import BAM
+import numpy as np
+
+from minattn import BAM, numerical_gradient
+
+RTOL = 1e-7
 
 
 def random_module(C=8, ds=2, seed=0, gamma=0.8, **kwargs):
@@ -14,3 +18,31 @@ def random_module(C=8, ds=2, seed=0, gamma=0.8, **kwargs):
     sd["gamma"][:] = gamma
     bam.load_state_dict(sd)
     return bam
+
+
+def fd_check(forward, args, grad_names, backward, seed=99):
+    """Check backward(dout, cache) against central differences of L = sum(forward(**args) * dout).
+
+    args: dict of the forward's arguments; grad_names: the array arguments, in the order
+    backward returns their gradients. dout is random (with ones, an error that sums to zero
+    over the output would hide) and drawn from its own seed: dout = x would make some
+    gradients vanish (unit_norm's). Returns the largest error, relative to the largest
+    gradient entry of each argument.
+    """
+    rng = np.random.default_rng(seed)
+    out, cache = forward(**args)
+    dout = rng.standard_normal(out.shape)
+    grads = backward(dout, cache)
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    worst = 0.0
+    for name, analytic in zip(grad_names, grads, strict=False):
+
+        def loss(v, name=name):
+            return np.sum(forward(**{**args, name: v})[0] * dout)
+
+        numeric = numerical_gradient(loss, args[name])
+        scale = max(np.abs(numeric).max(), 1e-3)
+        err = np.abs(analytic - numeric).max() / scale
+        assert err < RTOL, f"d{name}: error {err:.2e} (relative to max |grad| {scale:.2e})"
+        worst = max(worst, err)
+    return worst

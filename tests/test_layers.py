@@ -3,11 +3,11 @@ oracles we did not write (np.cov, np.corrcoef, scipy, torch autograd), errors, n
 
 import numpy as np
 import pytest
+from helpers import fd_check
 
-from minattn import layers, numerical_gradient, steps
+from minattn import layers, steps
 from minattn.reference import layers as ref_layers
 
-RTOL = 1e-7
 NO_TORCH = "torch not installed: the PyTorch oracle is optional"
 
 
@@ -19,32 +19,6 @@ def away_from_zero(*shape, seed=0):
     """Random values with |v| >= 0.1, so a step of eps never crosses ReLU's kink."""
     v = rand(*shape, seed=seed)
     return v + 0.1 * np.sign(v)
-
-
-def fd_check(forward, args, grad_names, backward, seed=99):
-    """backward(dout, cache) against central differences of L = sum(forward(*args) * dout).
-
-    dout is random (with ones, an error that sums to zero over the output would hide) and
-    drawn from its own seed: dout = x would make unit_norm's gradient vanish.
-    Returns the largest error relative to the largest gradient entry of each argument.
-    """
-    rng = np.random.default_rng(seed)
-    out, cache = forward(**args)
-    dout = rng.standard_normal(out.shape)
-    grads = backward(dout, cache)
-    grads = grads if isinstance(grads, tuple) else (grads,)
-    worst = 0.0
-    for name, analytic in zip(grad_names, grads, strict=False):
-
-        def loss(v, name=name):
-            return np.sum(forward(**{**args, name: v})[0] * dout)
-
-        numeric = numerical_gradient(loss, args[name])
-        scale = max(np.abs(numeric).max(), 1e-3)
-        err = np.abs(analytic - numeric).max() / scale
-        assert err < RTOL, f"d{name}: error {err:.2e} (relative to max |grad| {scale:.2e})"
-        worst = max(worst, err)
-    return worst
 
 
 def energy_with_a_clear_maximum(seed=0):

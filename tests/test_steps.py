@@ -2,36 +2,9 @@
 
 import numpy as np
 import pytest
+from helpers import fd_check
 
-from minattn import numerical_gradient, reference, resize, steps
-
-RTOL = 1e-7
-
-
-def fd_check(forward, args, grad_names, backward, seed=0):
-    """Check backward(dout, cache) against finite differences of L = sum(forward(*args) * dout).
-
-    args: dict of the forward's arguments; grad_names: the array arguments, in the order
-    backward returns their gradients. Returns the largest error, relative to the
-    largest gradient entry of each argument.
-    """
-    rng = np.random.default_rng(seed)
-    out, cache = forward(**args)
-    dout = rng.standard_normal(out.shape)
-    grads = backward(dout, cache)
-    grads = grads if isinstance(grads, tuple) else (grads,)
-    worst = 0.0
-    for name, analytic in zip(grad_names, grads, strict=False):
-
-        def loss(v, name=name):
-            return np.sum(forward(**{**args, name: v})[0] * dout)
-
-        numeric = numerical_gradient(loss, args[name])
-        scale = max(np.abs(numeric).max(), 1e-3)
-        err = np.abs(analytic - numeric).max() / scale
-        assert err < RTOL, f"d{name}: error {err:.2e} (relative to max |grad| {scale:.2e})"
-        worst = max(worst, err)
-    return worst
+from minattn import reference, resize, steps
 
 
 def rand(*shape, seed=0):
