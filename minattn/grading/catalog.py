@@ -29,6 +29,27 @@ class Part:
     test: Callable
 
 
+def standard_parts(values, run):
+    """The three parts most exercises share: the values in float64 (70% of the points),
+    float32 (15%) and read-only, non-contiguous inputs (15%).
+
+    values(functions, rng) checks the float64 values and returns a note; run(functions, rng,
+    dtype, robust=False) runs the hidden cases and raises `Fail`.
+    """
+
+    def float32(functions, rng):
+        run(functions, rng, np.float32)
+
+    def robust(functions, rng):
+        run(functions, rng, np.float64, robust=True)
+
+    return (
+        Part("values", 0.7, values),
+        Part("float32", 0.15, float32),
+        Part("robust inputs", 0.15, robust),
+    )
+
+
 @dataclass(frozen=True)
 class Exercise:
     id: str

@@ -11,7 +11,7 @@ can be run after every line.
 import numpy as np
 
 from .. import resize, steps
-from .catalog import Exercise, Part
+from .catalog import Exercise, standard_parts
 from .tools import Fail, call, expect_array, frozen, snapshot, unchanged
 
 # (name in the student's dict, the package step whose output it is, as compare_steps names it)
@@ -202,14 +202,7 @@ def chain_parts():
         run(functions, rng, np.float64)
         return "all 21 gradients match in every case"
 
-    def float32(functions, rng):
-        run(functions, rng, np.float32)
-
-    def robust(functions, rng):
-        run(functions, rng, np.float64, robust=True)
-
-    return (Part("values", 0.7, values), Part("float32", 0.15, float32),
-            Part("robust inputs", 0.15, robust))  # fmt: skip
+    return standard_parts(values, run)
 
 
 def chain_table(bam_backward, seed=0, interpolation="bilinear", use_gamma=True):

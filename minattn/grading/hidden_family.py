@@ -9,7 +9,7 @@ and every gradient is compared with the package's own steps, the first wrong one
 import numpy as np
 
 from .. import layers, steps
-from .catalog import Exercise, Part
+from .catalog import Exercise, standard_parts
 from .hidden_chain import ChainFail, compare_chain
 from .tools import Fail, call, frozen, snapshot, unchanged
 
@@ -108,14 +108,7 @@ def channel_parts():
         run(functions, rng, np.float64)
         return f"all {len(GRADIENTS)} gradients match in every case"
 
-    def float32(functions, rng):
-        run(functions, rng, np.float32)
-
-    def robust(functions, rng):
-        run(functions, rng, np.float64, robust=True)
-
-    return (Part("values", 0.7, values), Part("float32", 0.15, float32),
-            Part("robust inputs", 0.15, robust))  # fmt: skip
+    return standard_parts(values, run)
 
 
 FAMILY = (

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import resize, steps
 from ..gradcheck import numerical_gradient
-from .catalog import Exercise, Part
+from .catalog import Exercise, Part, standard_parts
 from .tools import Fail, as_tuple, call, expect_array, fmt_index, frozen, snapshot, unchanged
 
 REF = {
@@ -26,7 +26,6 @@ REF = {
 }
 REF["bilinear_matrix"] = resize.bilinear_matrix
 
-SHARES = (0.7, 0.15, 0.15)  # values, float32, robust inputs
 
 # ---------------------------------------------------------------- random cases
 
@@ -184,17 +183,7 @@ def forward_parts(name, cases, out_name):
     def values(functions, rng):
         return f"max error {run(functions, rng, np.float64):.0e} relative to the arrays' size"
 
-    def float32(functions, rng):
-        run(functions, rng, np.float32)
-
-    def robust(functions, rng):
-        run(functions, rng, np.float64, robust=True)
-
-    return (
-        Part("values", SHARES[0], values),
-        Part("float32", SHARES[1], float32),
-        Part("robust inputs", SHARES[2], robust),
-    )
+    return standard_parts(values, run)
 
 
 def _tuple(x):
@@ -244,17 +233,7 @@ def backward_parts(name, cases, grad_names, diff_args):
         worst = run(functions, rng, np.float64, fd=True)
         return f"max error {worst:.0e} relative to the arrays' size; finite differences agree"
 
-    def float32(functions, rng):
-        run(functions, rng, np.float32)
-
-    def robust(functions, rng):
-        run(functions, rng, np.float64, robust=True)
-
-    return (
-        Part("values", SHARES[0], values),
-        Part("float32", SHARES[1], float32),
-        Part("robust inputs", SHARES[2], robust),
-    )
+    return standard_parts(values, run)
 
 
 def _finite_differences(forward, args, dout, got, grad_names, diff_args, where):
