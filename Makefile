@@ -36,9 +36,9 @@ demo: $(VENV)/.installed-core
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest --ignore=tests/test_site.py
+	$(BIN)/python -m pytest --ignore=tests/repo/test_site.py
 	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
-	MINATTN_SITE=build/site $(BIN)/python -m pytest tests/test_site.py
+	MINATTN_SITE=build/site $(BIN)/python -m pytest tests/repo/test_site.py
 
 lab: $(VENV)/.installed-lab
 	$(BIN)/jupyter lab notebooks/

@@ -17,9 +17,10 @@ knows a fused kernel exists.
 
 import types
 
-from . import batchnorm, layers, reference, regions, resize, steps
+from .ops import batchnorm, layers, reference, regions, resize, steps
 
 BACKENDS = ("reference", "numpy", "numba")
+FAST_BACKENDS = ("numpy", "numba")  # all but the literal loops, which take minutes beyond toy sizes
 
 # Each vectorised step file, and its literal twin in minattn.reference (same names).
 # A new step file joins both lists.

@@ -3,10 +3,10 @@
 For every ``notebooks/*.ipynb`` page, before mkdocs-jupyter renders it:
 
 1. the *site version* is chosen: a notebook with solution markers (``### BEGIN SOLUTION``)
-   becomes its student version, made by `minattn.exercises.student_notebook` (the same
+   becomes its student version, made by `minattn.course.exercises.student_notebook` (the same
    function ``minattn exercises`` uses), every other notebook is taken as stored;
 2. the site version is executed top to bottom in a fresh kernel running this very
-   interpreter (as ``tests/test_notebooks.py`` does), so the page shows every output and
+   interpreter (as ``tests/repo/test_notebooks.py`` does), so the page shows every output and
    figure. An error fails the build, except in a student version, where the cells that
    check an unwritten exercise raise ``NotImplementedError`` by design: their traceback is
    replaced by a one-line note;
@@ -125,7 +125,7 @@ def _replace_student_errors(nb):
 
 def site_version(path):
     """(notebook, is_student): the student version if the notebook has solutions, else as stored."""
-    from minattn.exercises import has_solutions, student_notebook
+    from minattn.course.exercises import has_solutions, student_notebook
 
     raw = json.loads(Path(path).read_text(encoding="utf-8"))
     if has_solutions(raw):

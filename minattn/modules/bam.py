@@ -14,8 +14,8 @@ on the numba backend is one streaming kernel, so ``attention`` is then None.
 import numpy as np
 
 from ..backend import attend_backward, attend_forward, attention_rows
-from ..checks import check_choice, check_feature_map, check_positive_int, check_seed
-from ..resize import INTERPOLATIONS
+from ..ops.resize import INTERPOLATIONS
+from ..validate import validate_choice, validate_feature_map, validate_positive_int, validate_seed
 from .base import Module
 
 
@@ -68,15 +68,15 @@ class BAM(Module):
         seed=None,
     ):
         super().__init__(backend=backend, dtype=dtype)
-        self.in_dim = check_positive_int(in_dim, "in_dim")
-        self.ds = check_positive_int(ds, "ds")
+        self.in_dim = validate_positive_int(in_dim, "in_dim")
+        self.ds = validate_positive_int(ds, "ds")
         self.key_channels = key_channels_for(in_dim, key_channels, "the article's")
-        self.interpolation = check_choice(interpolation, "interpolation", INTERPOLATIONS)
+        self.interpolation = validate_choice(interpolation, "interpolation", INTERPOLATIONS)
         if not isinstance(use_gamma, bool | np.bool_):
             raise TypeError(f"use_gamma must be True or False, got {use_gamma!r}")
         self.use_gamma = bool(use_gamma)
         self.scale = self.key_channels**-0.5  # step 4, as the article's code: not sqrt(in_dim)
-        self.params = qkv_init(in_dim, self.key_channels, self.dtype, check_seed(seed))
+        self.params = qkv_init(in_dim, self.key_channels, self.dtype, validate_seed(seed))
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
         self.attention = None
 
@@ -87,8 +87,8 @@ class BAM(Module):
             f"use_gamma={self.use_gamma}, backend={self.backend!r}, dtype={self.dtype.name})"
         )
 
-    def _check_inputs(self, x):
-        check_feature_map(x, self.in_dim, self.ds, self.dtype)
+    def _validate_inputs(self, x):
+        validate_feature_map(x, self.in_dim, self.ds, self.dtype)
 
     # ------------------------------------------------------------ forward
 
@@ -133,8 +133,8 @@ class BAM(Module):
         Returns (B, len(queries), H/ds, W/ds): for each query, the weights its pooled
         pixel gives every pooled pixel (each map sums to 1). Same for every backend.
         """
-        self._check_inputs(x)
-        self._check_params()
+        self._validate_inputs(x)
+        self._validate_params()
         B, C, H, W = x.shape
         rows = query_indices(queries, H, W, self.ds)
         pooled, _ = self.ops.avg_pool_forward(x, self.ds)
@@ -166,7 +166,7 @@ def key_channels_for(in_dim, key_channels, whose):
                 f"default); pass key_channels=k with k >= 1, or use in_dim >= 8"
             )
         key_channels = in_dim // 8
-    return check_positive_int(key_channels, "key_channels")
+    return validate_positive_int(key_channels, "key_channels")
 
 
 def qkv_init(in_dim, key_channels, dtype, seed):

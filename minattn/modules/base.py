@@ -10,7 +10,7 @@ A module owns
 
 and leaves three things to the subclass:
 
-    _check_inputs(*inputs)   clear errors for bad input
+    _validate_inputs(*inputs)   clear errors for bad input
     _forward(*inputs)        the steps, each called as ``self.ops.<step>``; sets ``self._cache``
     _backward(*douts)        the steps in reverse; sets ``self.grads``; returns the input gradients
 
@@ -24,7 +24,7 @@ import contextlib
 import numpy as np
 
 from ..backend import BACKENDS, TracedOps, ops_for
-from ..checks import check_array, check_choice, check_dtype
+from ..validate import validate_array, validate_choice, validate_dtype
 
 
 class Module:
@@ -33,8 +33,8 @@ class Module:
     step_labels = {}  # "<function>#<k>" -> the article's name for that call, shown by traces
 
     def __init__(self, *, backend="numpy", dtype=np.float64):
-        self.backend = check_choice(backend, "backend", BACKENDS)
-        self.dtype = check_dtype(dtype)
+        self.backend = validate_choice(backend, "backend", BACKENDS)
+        self.dtype = validate_dtype(dtype)
         self.ops = ops_for(self.backend)
         self.params = {}
         self.buffers = {}
@@ -79,13 +79,13 @@ class Module:
                     f"{value.dtype}"
                 )
             if target.dtype.kind == "f":
-                check_array(value.astype(np.float64), f"state_dict[{name!r}]")
+                validate_array(value.astype(np.float64), f"state_dict[{name!r}]")
             values[name] = value
         for name, value in values.items():
             live[name][...] = value
         self._cache = None
 
-    def _check_params(self):
+    def _validate_params(self):
         """Parameters replaced by hand must still be arrays of the module's dtype and shape.
 
         Without this, a float64 array put into a float32 module would silently turn
@@ -124,8 +124,8 @@ class Module:
                 f"{type(self).__name__}.forward takes {len(self.input_names)} input(s) "
                 f"({', '.join(self.input_names)}), got {len(inputs)}"
             )
-        self._check_inputs(*inputs)
-        self._check_params()
+        self._validate_inputs(*inputs)
+        self._validate_params()
         with np.errstate(over="ignore", invalid="ignore"), self._tracing(trace) as show:
             for name, a in zip(self.input_names, inputs, strict=True):
                 show(name, a)
@@ -134,7 +134,7 @@ class Module:
             for name, a in zip(self.output_names, outputs, strict=True):
                 show(name, a)
         for name, a in zip(self.output_names, outputs, strict=True):
-            _check_finite(a, f"the output {name}", inputs)
+            _raise_if_not_finite(a, f"the output {name}", inputs)
         self._out = [(a.shape, a.dtype) for a in outputs]
         return outputs if len(outputs) > 1 else outputs[0]
 
@@ -151,7 +151,7 @@ class Module:
                 f"(d{', d'.join(self.output_names)}), got {len(douts)}"
             )
         for name, d, (shape, dtype) in zip(self.output_names, douts, self._out, strict=True):
-            check_array(d, f"d{name}", dtype=dtype)
+            validate_array(d, f"d{name}", dtype=dtype)
             if d.shape != shape:
                 raise ValueError(
                     f"d{name} has shape {d.shape}, expected {shape}, the shape of the last "
@@ -167,7 +167,7 @@ class Module:
             for name, g in self.grads.items():
                 show(f"grads[{name}]", g)
         for name, d in zip(self.input_names, dinputs, strict=True):
-            _check_finite(d, f"the gradient d{name}", douts)
+            _raise_if_not_finite(d, f"the gradient d{name}", douts)
         return dinputs if len(dinputs) > 1 else dinputs[0]
 
     @contextlib.contextmanager
@@ -190,7 +190,7 @@ class Module:
             for m, ops in swapped:
                 m.ops = ops
 
-    def _check_inputs(self, *inputs):
+    def _validate_inputs(self, *inputs):
         raise NotImplementedError
 
     def _forward(self, *inputs):
@@ -200,7 +200,7 @@ class Module:
         raise NotImplementedError
 
 
-def _check_finite(result, what, given):
+def _raise_if_not_finite(result, what, given):
     """Overflow (energies beyond the dtype's range) gives inf and NaN: say so, not return them."""
     if not np.isfinite(result).all():
         largest = max(float(np.abs(g).max()) for g in given)

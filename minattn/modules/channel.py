@@ -10,7 +10,7 @@ projections at all: the channels of x are query, key and value at once.
 
 import numpy as np
 
-from ..checks import check_feature_map, check_positive_int, check_seed
+from ..validate import validate_feature_map, validate_positive_int, validate_seed
 from .base import Module
 
 
@@ -60,8 +60,8 @@ class ChannelAttention(Module):
 
     def __init__(self, in_dim, *, backend="numpy", dtype=np.float64, seed=None):
         super().__init__(backend=backend, dtype=dtype)
-        self.in_dim = check_positive_int(in_dim, "in_dim")
-        check_seed(seed)
+        self.in_dim = validate_positive_int(in_dim, "in_dim")
+        validate_seed(seed)
         self.params = {"gamma": np.zeros(1, dtype=self.dtype)}
         self.grads = {"gamma": np.zeros(1, dtype=self.dtype)}
         self.attention = None
@@ -72,8 +72,8 @@ class ChannelAttention(Module):
             f"dtype={self.dtype.name})"
         )
 
-    def _check_inputs(self, x):
-        check_feature_map(x, self.in_dim, 1, self.dtype)
+    def _validate_inputs(self, x):
+        validate_feature_map(x, self.in_dim, 1, self.dtype)
 
     def _forward(self, x):
         ops = self.ops

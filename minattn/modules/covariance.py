@@ -34,7 +34,7 @@ import numbers
 import numpy as np
 
 from ..backend import attend_backward, attend_forward
-from ..checks import check_choice, check_feature_map, check_positive_int, check_seed
+from ..validate import validate_choice, validate_feature_map, validate_positive_int, validate_seed
 from .bam import conv_init
 from .base import Module
 
@@ -89,8 +89,8 @@ class CovarianceAttention(Module):
         seed=None,
     ):
         super().__init__(backend=backend, dtype=dtype)
-        self.in_dim = check_positive_int(in_dim, "in_dim", minimum=2)
-        self.kind = check_choice(kind, "kind", KINDS)
+        self.in_dim = validate_positive_int(in_dim, "in_dim", minimum=2)
+        self.kind = validate_choice(kind, "kind", KINDS)
         if (
             isinstance(scale, bool)
             or not isinstance(scale, numbers.Real)
@@ -99,7 +99,7 @@ class CovarianceAttention(Module):
         ):
             raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
         self.scale = float(scale)
-        self.params = conv_init(check_seed(seed), self.dtype, value_conv=(in_dim, in_dim))
+        self.params = conv_init(validate_seed(seed), self.dtype, value_conv=(in_dim, in_dim))
         self.params["gamma"] = np.zeros(1, dtype=self.dtype)
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
         self.attention = None
@@ -110,8 +110,8 @@ class CovarianceAttention(Module):
             f"backend={self.backend!r}, dtype={self.dtype.name})"
         )
 
-    def _check_inputs(self, x):
-        check_feature_map(x, self.in_dim, 1, self.dtype)
+    def _validate_inputs(self, x):
+        validate_feature_map(x, self.in_dim, 1, self.dtype)
 
     def _pixels(self, X):
         """X (B, C, N) -> the vectors whose inner products are the energy, and the factor
@@ -161,7 +161,7 @@ class CovarianceAttention(Module):
         energy[b] == np.cov(x[b].reshape(C, -1).T) for kind="covariance" and
         np.corrcoef(...) for "correlation". Forms the N x N matrix on every backend.
         """
-        self._check_inputs(x)
+        self._validate_inputs(x)
         X, _ = self.ops.flatten_forward(x)
         K, factor, _ = self._pixels(X)
         energy, _ = self.ops.energy_forward(K, K)

@@ -15,7 +15,7 @@ identity and learns how much attention to mix in.
 import numpy as np
 
 from ..backend import attend_backward, attend_forward, attention_rows
-from ..checks import check_feature_map, check_positive_int, check_seed
+from ..validate import validate_feature_map, validate_positive_int, validate_seed
 from .bam import key_channels_for, project_backward, project_forward, qkv_init, query_indices
 from .base import Module
 
@@ -56,9 +56,9 @@ class PositionAttention(Module):
 
     def __init__(self, in_dim, *, key_channels=None, backend="numpy", dtype=np.float64, seed=None):
         super().__init__(backend=backend, dtype=dtype)
-        self.in_dim = check_positive_int(in_dim, "in_dim")
+        self.in_dim = validate_positive_int(in_dim, "in_dim")
         self.key_channels = key_channels_for(in_dim, key_channels, "DANet's")
-        self.params = qkv_init(in_dim, self.key_channels, self.dtype, check_seed(seed))
+        self.params = qkv_init(in_dim, self.key_channels, self.dtype, validate_seed(seed))
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
         self.attention = None
 
@@ -68,8 +68,8 @@ class PositionAttention(Module):
             f"backend={self.backend!r}, dtype={self.dtype.name})"
         )
 
-    def _check_inputs(self, x):
-        check_feature_map(x, self.in_dim, 1, self.dtype)
+    def _validate_inputs(self, x):
+        validate_feature_map(x, self.in_dim, 1, self.dtype)
 
     def _forward(self, x):
         ops = self.ops
@@ -100,8 +100,8 @@ class PositionAttention(Module):
         Returns (B, len(queries), H, W), each map summing to 1. Any backend; only the
         chosen rows are computed, so the N x N matrix is never formed.
         """
-        self._check_inputs(x)
-        self._check_params()
+        self._validate_inputs(x)
+        self._validate_params()
         B, C, H, W = x.shape
         rows = query_indices(queries, H, W, 1)
         (q2, k2, _), _ = project_forward(self.ops, self.params, x)

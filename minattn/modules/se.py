@@ -11,7 +11,7 @@ attention decides *which other* pixels or channels each one is rebuilt from.
 
 import numpy as np
 
-from ..checks import check_feature_map, check_positive_int, check_seed
+from ..validate import validate_feature_map, validate_positive_int, validate_seed
 from .base import Module
 
 
@@ -43,15 +43,15 @@ class SqueezeExcitation(Module):
 
     def __init__(self, channels, reduction=16, *, backend="numpy", dtype=np.float64, seed=None):
         super().__init__(backend=backend, dtype=dtype)
-        self.channels = check_positive_int(channels, "channels")
-        self.reduction = check_positive_int(reduction, "reduction")
+        self.channels = validate_positive_int(channels, "channels")
+        self.reduction = validate_positive_int(reduction, "reduction")
         self.hidden = channels // reduction
         if self.hidden == 0:
             raise ValueError(
                 f"reduction={reduction} is larger than channels={channels}: the bottleneck "
                 f"would have channels // reduction = 0 units; use reduction <= {channels}"
             )
-        rng = np.random.default_rng(check_seed(seed))
+        rng = np.random.default_rng(validate_seed(seed))
 
         def linear_init(f_out, f_in):  # nn.Linear: kaiming_uniform(a=sqrt 5) = U(+-1/sqrt f_in)
             bound = 1.0 / np.sqrt(f_in)
@@ -70,8 +70,8 @@ class SqueezeExcitation(Module):
             f"backend={self.backend!r}, dtype={self.dtype.name})"
         )
 
-    def _check_inputs(self, x):
-        check_feature_map(x, self.channels, 1, self.dtype)
+    def _validate_inputs(self, x):
+        validate_feature_map(x, self.channels, 1, self.dtype)
 
     def _forward(self, x):
         ops, P = self.ops, self.params
