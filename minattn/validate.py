@@ -1,6 +1,7 @@
-"""Argument checks for the public boundary: clear errors instead of silent wrong results.
+"""Taking arguments at the public boundary: clear errors instead of silent wrong results.
 
-Every message names the argument, what was received and what was expected.
+Every ``validate_*`` message names the argument, what was received and what was expected.
+`as_tuple` is the one place that turns "an array, or a tuple of arrays" into a tuple.
 """
 
 import numbers
@@ -126,3 +127,12 @@ def validate_shapes(**arrays):
                     + (f" (from the other arguments: {known})" if known else "")
                 )
     return dims
+
+
+def as_tuple(value):
+    """``value`` if it is a tuple, else ``(value,)``.
+
+    A step's backward and a module's forward/backward return a bare array when there is one
+    result and a tuple when there are several; code that handles both goes through here.
+    """
+    return value if isinstance(value, tuple) else (value,)

@@ -3,6 +3,7 @@
 import numpy as np
 
 from minattn import BAM, numerical_gradient
+from minattn.validate import as_tuple
 
 RTOL = 1e-7
 
@@ -33,7 +34,7 @@ def fd_check(forward, args, grad_names, backward, seed=99):
     out, cache = forward(**args)
     dout = rng.standard_normal(out.shape)
     grads = backward(dout, cache)
-    grads = grads if isinstance(grads, tuple) else (grads,)
+    grads = as_tuple(grads)
     worst = 0.0
     for name, analytic in zip(grad_names, grads, strict=False):
 

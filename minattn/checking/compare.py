@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backend import ops_for
+from ..validate import as_tuple
 
 
 @dataclass
@@ -92,7 +93,7 @@ def compare_steps(module, x, replace=None, dy=None, *, rtol=None, seed=0):
     Neither ``module`` nor ``x`` is changed.
     """
     replace = dict(replace or {})
-    inputs = x if isinstance(x, tuple) else (x,)
+    inputs = as_tuple(x)
     ops = ops_for(module.backend, fused=False)
     valid = ops.step_names()
     unknown = sorted(set(replace) - set(valid))
@@ -109,9 +110,9 @@ def compare_steps(module, x, replace=None, dy=None, *, rtol=None, seed=0):
         _set_ops(m, step_functions)
         records = []
         outputs = m.forward(*inputs, trace=lambda name, a: records.append((name, np.copy(a))))
-        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        outputs = as_tuple(outputs)
         douts = dy if dy is not None else _random_like(outputs, seed)
-        douts = douts if isinstance(douts, tuple) else (douts,)
+        douts = as_tuple(douts)
         m.backward(*douts, trace=lambda name, a: records.append((name, np.copy(a))))
         return records
 

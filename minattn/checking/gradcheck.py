@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from ..validate import validate_array, validate_positive_int
+from ..validate import as_tuple, validate_array, validate_positive_int
 
 
 def rel_error(a, b):
@@ -150,7 +150,7 @@ def gradcheck(module, x, eps=1e-6, *, rtol=1e-7, max_elements=None, seed=0):
                 f"module must have forward, backward, params and grads (like minattn.BAM); "
                 f"{type(module).__name__} has no {attr!r}"
             )
-    inputs = x if isinstance(x, tuple) else (x,)
+    inputs = as_tuple(x)
     names = ["x"] if len(inputs) == 1 else [f"x{i + 1}" for i in range(len(inputs))]
     inputs = [validate_array(a, n) for a, n in zip(inputs, names, strict=True)]
     if not eps > 0:
@@ -174,21 +174,49 @@ def gradcheck(module, x, eps=1e-6, *, rtol=1e-7, max_elements=None, seed=0):
 def _gradcheck(module, inputs, names, eps, rtol, max_elements, seed):
     # not default_rng(seed) itself: x is often drawn from that, and dy = x is a poor test
     rng = np.random.default_rng([seed, 1])
-    ys = _as_tuple(module.forward(*inputs))
+    ys, dys, analytic = _analytic(module, inputs, names, rng)
+    resolution = _resolution(ys, dys, eps)
+    inputs = [a.copy() for a in inputs]  # perturbed in place below; the caller's stay as they are
+    targets = {**dict(zip(names, inputs, strict=True)), **module.params}
+    plan = _sample(targets, max_elements, rng)
+    loss = _centred_loss(module, inputs, ys, dys)
+    rows, vacuous = _compare_rows(targets, plan, analytic, loss, eps, rtol, resolution)
+    extra = _extra_checks(module, inputs, dys, analytic, resolution)
+    return GradcheckReport(rows, extra, eps, rtol, resolution, vacuous)
+
+
+def _analytic(module, inputs, names, rng):
+    """One forward and backward with a random dy: (outputs, dy, {array name: gradient})."""
+    ys = as_tuple(module.forward(*inputs))
     dys = tuple(rng.standard_normal(y.shape).astype(y.dtype) for y in ys)
-    dxs = _as_tuple(module.backward(*dys))
+    dxs = as_tuple(module.backward(*dys))
     analytic = dict(zip(names, dxs, strict=True))
     analytic.update({k: v.copy() for k, v in module.grads.items()})
-    resolution = (
-        16
-        * np.finfo(ys[0].dtype).eps
-        * float(np.sqrt(sum(np.sum((y * dy) ** 2) for y, dy in zip(ys, dys, strict=True))))
-        / eps
-    )
-    floor = max(1e-12, resolution / rtol)
+    return ys, dys, analytic
+
+
+def _resolution(ys, dys, eps):
+    """The smallest gradient error central differences can see (the module docstring)."""
+    size = float(np.sqrt(sum(np.sum((y * dy) ** 2) for y, dy in zip(ys, dys, strict=True))))
+    return 16 * np.finfo(ys[0].dtype).eps * size / eps
+
+
+def _sample(targets, max_elements, rng):
+    """{array name: the flat indices to check}: all, or ``max_elements`` drawn at random."""
+    plan = {}
+    for name, value in targets.items():
+        idx = np.arange(value.size)
+        if max_elements is not None and value.size > max_elements:
+            idx = np.sort(rng.choice(value.size, max_elements, replace=False))
+        plan[name] = idx
+    return plan
+
+
+def _centred_loss(module, inputs, ys, dys):
+    """loss_at(array)(value): L = sum((y - y0) * dy) with ``array`` set to ``value``."""
 
     def loss():
-        outs = _as_tuple(module.forward(*inputs))
+        outs = as_tuple(module.forward(*inputs))
         return sum(np.sum((o - y) * dy) for o, y, dy in zip(outs, ys, dys, strict=True))
 
     def loss_at(array):
@@ -202,20 +230,17 @@ def _gradcheck(module, inputs, names, eps, rtol, max_elements, seed):
 
         return f
 
-    inputs = [a.copy() for a in inputs]  # perturbed in place below; the caller's stay as they are
-    targets = dict(zip(names, inputs, strict=True))
-    targets.update(module.params)
-    plan = {}
-    for name, value in targets.items():
-        idx = np.arange(value.size)
-        if max_elements is not None and value.size > max_elements:
-            idx = np.sort(rng.choice(value.size, max_elements, replace=False))
-        plan[name] = idx
+    return loss_at
+
+
+def _compare_rows(targets, plan, analytic, loss_at, eps, rtol, resolution):
+    """One `Row` per array, and the names of the arrays whose gradients are both exactly 0."""
+    floor = max(1e-12, resolution / rtol)
     rows, vacuous = [], []
+    total = sum(i.size for i in plan.values())
     with tqdm(
-        total=sum(i.size for i in plan.values()), desc="gradcheck", unit="entry",
-        disable=None, leave=False, delay=2.0,
-    ) as bar:  # fmt: skip
+        total=total, desc="gradcheck", unit="entry", disable=None, leave=False, delay=2.0
+    ) as bar:
         for name, value in targets.items():
             idx = plan[name]
             numeric = numerical_gradient(loss_at(value), value, eps, indices=idx, bar=bar)
@@ -231,19 +256,23 @@ def _gradcheck(module, inputs, names, eps, rtol, max_elements, seed):
             )
             if not a.any() and not numeric.any():
                 vacuous.append(name)
+    return rows, vacuous
 
+
+def _extra_checks(module, inputs, dys, analytic, resolution):
+    """Checks beyond the rows: [(what, ok)]."""
     module.forward(*inputs)
-    zero = _as_tuple(module.backward(*(np.zeros_like(dy) for dy in dys)))
+    zero = as_tuple(module.backward(*(np.zeros_like(dy) for dy in dys)))
     zero_ok = not any(z.any() for z in zero) and not any(g.any() for g in module.grads.values())
-    first = _as_tuple(module.backward(*dys))
+    first = as_tuple(module.backward(*dys))
     first_grads = {k: v.copy() for k, v in module.grads.items()}
-    second = _as_tuple(module.backward(*dys))
+    second = as_tuple(module.backward(*dys))
     same = all(np.array_equal(a, b) for a, b in zip(first, second, strict=True)) and all(
         np.array_equal(first_grads[k], module.grads[k]) for k in first_grads
     )
     # the check means something only if finite differences resolve the gradients at all
     largest = max(float(np.abs(g).max()) for g in analytic.values())
-    extra = [
+    return [
         (
             f"finite differences resolve the gradients (resolution {resolution:.1e} < 1e-3 x "
             f"largest gradient {largest:.2g})",
@@ -252,8 +281,3 @@ def _gradcheck(module, inputs, names, eps, rtol, max_elements, seed):
         ("zero upstream gradient gives zero gradients", zero_ok),
         ("a second backward gives identical gradients", same),
     ]
-    return GradcheckReport(rows, extra, eps, rtol, resolution, vacuous)
-
-
-def _as_tuple(a):
-    return a if isinstance(a, tuple) else (a,)

@@ -8,7 +8,8 @@ A module owns
     grads     dict, the parameters' gradients of the last ``backward``
     ops       the backend's step functions (`minattn.backend`), chosen once here
 
-and leaves three things to the subclass:
+A constructor validates its arguments, then hands its parameters to ``_set_params``; a
+subclass supplies
 
     _validate_inputs(*inputs)   clear errors for bad input
     _forward(*inputs)        the steps, each called as ``self.ops.<step>``; sets ``self._cache``
@@ -24,7 +25,7 @@ import contextlib
 import numpy as np
 
 from ..backend import BACKENDS, TracedOps, ops_for
-from ..validate import validate_array, validate_choice, validate_dtype
+from ..validate import as_tuple, validate_array, validate_choice, validate_dtype
 
 
 class Module:
@@ -44,6 +45,12 @@ class Module:
         self._cache = None
 
     # ------------------------------------------------------------ parameters and state
+
+    def _set_params(self, params, buffers=None):
+        """Adopt the parameters (and buffers) a constructor made, with zero gradients."""
+        self.params = params
+        self.buffers = buffers if buffers is not None else {}
+        self.grads = {name: np.zeros_like(p) for name, p in params.items()}
 
     def state_dict(self):
         """Copies of the parameters and buffers, keyed and shaped as the PyTorch original."""
@@ -130,7 +137,7 @@ class Module:
             for name, a in zip(self.input_names, inputs, strict=True):
                 show(name, a)
             outputs = self._forward(*inputs)
-            outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+            outputs = as_tuple(outputs)
             for name, a in zip(self.output_names, outputs, strict=True):
                 show(name, a)
         for name, a in zip(self.output_names, outputs, strict=True):
@@ -161,7 +168,7 @@ class Module:
             for name, d in zip(self.output_names, douts, strict=True):
                 show("d" + name, d)
             dinputs = self._backward(*douts)
-            dinputs = dinputs if isinstance(dinputs, tuple) else (dinputs,)
+            dinputs = as_tuple(dinputs)
             for name, d in zip(self.input_names, dinputs, strict=True):
                 show("d" + name, d)
             for name, g in self.grads.items():

@@ -18,6 +18,8 @@ holds: every convolution weight normal(0, 0.02), every BatchNorm weight normal(1
 and bias 0; convolution biases keep PyTorch's default (uniform in +-1/sqrt(fan_in)).
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ..validate import validate_array, validate_choice, validate_positive_int, validate_seed
@@ -27,6 +29,13 @@ from .pam import PAM, validate_region_sizes
 
 MODES = ("BAM", "PAM")
 PAM_SIZES = (1, 2, 4, 8)  # STANet's CDSA
+
+
+class CDSACache(NamedTuple):
+    """What the forward keeps for the backward (the inner module keeps its own)."""
+
+    concat: int
+    split: int
 
 
 class CDSA(Module):
@@ -108,15 +117,14 @@ class CDSA(Module):
         x, c_cat = ops.pair_concat_forward(x1, x2)  # (B, C, H, 2W): x1 left, x2 right
         y = self.Self_Att.forward(x)  # its steps show in this module's trace too
         (y1, y2), c_split = ops.pair_split_forward(y)
-        self._cache = (c_cat, c_split)
+        self._cache = CDSACache(c_cat, c_split)
         return y1, y2
 
     def _backward(self, dy1, dy2):
-        ops = self.ops
-        c_cat, c_split = self._cache
-        dy = ops.pair_split_backward((dy1, dy2), c_split)
+        ops, c = self.ops, self._cache
+        dy = ops.pair_split_backward((dy1, dy2), c.split)
         dx = self.Self_Att.backward(dy)
-        dx1, dx2 = ops.pair_concat_backward(dx, c_cat)
+        dx1, dx2 = ops.pair_concat_backward(dx, c.concat)
         self.grads = {"Self_Att." + k: v for k, v in self.Self_Att.grads.items()}
         return dx1, dx2
 

@@ -173,7 +173,7 @@ class PAM(Module):
             q_r, c_qr = ops.region_split_forward(query, s)  # (s*s*B, Ck, n)
             k_r, c_kr = ops.region_split_forward(key, s)
             out_r, c_att = attend_forward(ops, q_r, k_r, v_r, self.scale)  # steps 3-5
-            attention.append(c_att["attention"])  # (s*s*B, n, n), or None (fused kernel)
+            attention.append(c_att.attention)  # (s*s*B, n, n), or None (fused kernel)
             context, c_merge = ops.region_merge_forward(out_r, s, h, w2)  # (B, C, h, 2w)
             c_up = None
             if self.ds != 1:  # STANet: F.interpolate(context, [h*ds, 2*w*ds]), nearest

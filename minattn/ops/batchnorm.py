@@ -36,6 +36,7 @@ def batchnorm_forward(
     x: (B, C, H, W); weight, bias, running_mean, running_var: (C,)
     -> ((y (B, C, H, W), new running_mean (C,), new running_var (C,)), cache).
     In evaluation mode the running statistics come back unchanged (as copies).
+    cache: (x_hat, inv_std, weight, training).
     """
     B, C, H, W = validate_shapes(
         x=(x, "B C H W"),

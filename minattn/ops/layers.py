@@ -45,6 +45,7 @@ def channel_energy_forward(x):
     x: (B, C, N) -> energy: (B, C, C), symmetric; E[i, i] = |x_i|^2.
     DANet's CAM: ``torch.bmm(x.view(B, C, -1), x.view(B, C, -1).permute(0, 2, 1))``.
     Where the article's energy compares *pixels* (N x N), this one compares *channels*.
+    cache: x.
     """
     validate_shapes(x=(x, "B C N"))
     return x @ x.transpose(0, 2, 1), x
@@ -67,6 +68,7 @@ def rowmax_minus_forward(energy):
     energy: (B, C, C) -> (B, C, C), every entry >= 0, zero at each row's maximum.
     A softmax ignores a constant added to a row, so softmax(rowmax - E) = softmax(-E):
     the trick flips the sign of the energy (see `minattn.channel`).
+    cache: (where each row's maximum is, energy.shape).
     """
     validate_shapes(energy=(energy, "B M N"))
     arg = energy.argmax(axis=-1)  # (B, M): where each row's maximum is
@@ -94,6 +96,7 @@ def channel_weighted_sum_forward(attention, value):
 
     attention: (B, C, C); value: (B, C, N) -> out: (B, C, N).
     DANet's CAM: ``torch.bmm(attention, proj_value)`` (pixels keep their place; channels mix).
+    cache: (attention, value).
     """
     validate_shapes(attention=(attention, "B C C"), value=(value, "B C N"))
     return attention @ value, (attention, value)
@@ -113,6 +116,7 @@ def global_avg_pool_forward(x):
     """Squeeze: each channel's mean over all pixels. x: (B, C, H, W) -> (B, C).
 
     torch: ``nn.AdaptiveAvgPool2d(1)(x).view(B, C)``.
+    cache: x.shape.
     """
     validate_shapes(x=(x, "B C H W"))
     return x.mean(axis=(2, 3)), x.shape
@@ -129,6 +133,7 @@ def linear_forward(x, weight, bias=None):
     """A fully connected layer, out = x W^T + b, with torch's ``nn.Linear`` weight layout.
 
     x: (B, F_in); weight: (F_out, F_in); bias: (F_out,) or None -> out: (B, F_out).
+    cache: (x, weight, whether there is a bias).
     """
     validate_shapes(x=(x, "B F_in"), weight=(weight, "F_out F_in"))
     out = x @ weight.T
@@ -146,7 +151,10 @@ def linear_backward(dout, cache):
 
 
 def relu_forward(x):
-    """max(x, 0), elementwise; any shape."""
+    """max(x, 0), elementwise; any shape.
+
+    cache: x.
+    """
     validate_shapes(x=(x, _any_shape(x)))
     return np.maximum(x, 0), x
 
@@ -163,6 +171,7 @@ def sigmoid_forward(x):
 
     Computed as exp(-log(1 + exp(-x))) with np.logaddexp, which never overflows:
     the plain formula overflows exp(-x) for x < -710 in float64 (-88 in float32).
+    cache: the output.
     """
     validate_shapes(x=(x, _any_shape(x)))
     s = np.exp(-np.logaddexp(0, -x))
@@ -181,6 +190,7 @@ def channel_gate_forward(x, gate):
 
     x: (B, C, H, W); gate: (B, C) -> out: (B, C, H, W).
     torch (SENet): ``x * y.expand_as(x)`` with y = gate.view(B, C, 1, 1).
+    cache: (x, gate).
     """
     validate_shapes(x=(x, "B C H W"), gate=(gate, "B C"))
     return x * gate[:, :, None, None], (x, gate)
@@ -202,6 +212,7 @@ def centre_forward(x):
     x: (B, C, N) -> (B, C, N) with out[:, :, n].mean() == 0 for every pixel n.
     Pixel n is the random variable, its C channel values are its samples: after
     centring, xc^T xc / (C - 1) is their covariance matrix, np.cov(x[b].T).
+    cache: x.shape.
     """
     validate_shapes(x=(x, "B C N"))
     return x - x.mean(axis=1, keepdims=True), x.shape
@@ -223,6 +234,7 @@ def unit_norm_forward(x, eps=1e-12):
     torch: ``F.normalize(x, dim=1, eps=eps)``. After `centre`, the inner products of
     these columns are correlation coefficients, np.corrcoef(x[b].T); the eps keeps a
     pixel whose C values are all equal (zero variance) at 0 where np.corrcoef gives NaN.
+    cache: (out, norm, eps).
     """
     validate_shapes(x=(x, "B C N"))
     norm = np.maximum(np.sqrt((x * x).sum(axis=1, keepdims=True)), eps)  # (B, 1, N)

@@ -43,6 +43,7 @@ def pair_concat_forward(x1, x2):
 
     STANet: ``torch.cat((x1, x2), 3)``. The two images must have one shape (a pair of
     co-registered images), or the halves would not line up with PAM's regions.
+    cache: W, the width of one image.
     """
     validate_shapes(x1=(x1, "B C H W"), x2=(x2, "B C H W"))
     return np.concatenate((x1, x2), axis=3), x1.shape[3]
@@ -59,6 +60,7 @@ def pair_split_forward(x):
     """Split the pair back: x (B, C, H, 2W) -> ((y1, y2), cache), each (B, C, H, W).
 
     STANet: ``x[:, :, :, 0:W], x[:, :, :, W:]``.
+    cache: W, the width of one image.
     """
     width = validate_shapes(x=(x, "B C H W2"))["W2"]
     _validate_even_width(x, "x")
@@ -83,6 +85,7 @@ def region_split_forward(x, scale):
     x: (B, C, h, 2w), image 1 in columns [0, w), image 2 in [w, 2w)
     -> regions: (scale*scale*B, C, n) with n = 2 (h/scale) (w/scale); row (i*scale + j)*B + b
     holds cell (i, j) of batch item b, pixel (r, c, image) at column (r * w/scale + c) * 2 + image.
+    cache: (x.shape, scale).
     """
     B, C, h, w, s = _region_grid(x, "x", scale)
     hs, ws = h // s, w // s
@@ -106,6 +109,7 @@ def region_merge_forward(regions, scale, height, width):
     ``width`` is the width of the pair, 2w; n must be 2 (height/scale) (width/2/scale).
     STANet's merge: ``torch.cat`` of the cells along width, then rows along height, then the
     two images side by side.
+    cache: (B, scale).
     """
     s = validate_positive_int(scale, "scale")
     dims = validate_shapes(regions=(regions, "R C n"))
@@ -170,7 +174,10 @@ def _validate_even_width(x, name):
 
 
 def concat_channels_forward(maps):
-    """Stack maps along channels: [(B, C_i, H, W), ...] -> (B, sum C_i, H, W)."""
+    """Stack maps along channels: [(B, C_i, H, W), ...] -> (B, sum C_i, H, W).
+
+    cache: the channel count of each map.
+    """
     if not isinstance(maps, list | tuple) or not maps:
         raise TypeError(f"maps must be a non-empty list of arrays, got {type(maps).__name__}")
     validate_shapes(**{f"maps[{i}]": (m, f"B C{i} H W") for i, m in enumerate(maps)})

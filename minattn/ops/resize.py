@@ -32,7 +32,10 @@ def block_repeat(x, ds):
 
 
 def avg_pool_forward(x, ds):
-    """Mean over each ds x ds block. x: (B, C, H, W) -> (B, C, H/ds, W/ds)."""
+    """Mean over each ds x ds block. x: (B, C, H, W) -> (B, C, H/ds, W/ds).
+
+    cache: ds.
+    """
     B, C, H, W = validate_shapes(x=(x, "B C H W")).values()
     if H % validate_positive_int(ds, "ds") or W % ds:
         raise ValueError(f"x has H={H}, W={W} (shape {x.shape}); both must be multiples of ds={ds}")
@@ -71,6 +74,7 @@ def upsample_forward(x, ds, mode="nearest"):
 
     nearest: output pixel (r, c) copies input pixel (r // ds, c // ds).
     bilinear: out = M_h @ x @ M_w^T with the interpolation matrices of `bilinear_matrix`.
+    cache: (ds, mode, None or the matrices (M_h, M_w)).
     """
     validate_shapes(x=(x, "B C h w"))
     validate_positive_int(ds, "ds")

@@ -39,6 +39,7 @@ def conv1x1_forward(x, weight, bias):
 
     x: (B, C_in, h, w); weight: (C_out, C_in, 1, 1); bias: (C_out,)
     -> out: (B, C_out, h, w). BAM calls this three times: query, key and value.
+    cache: (x, weight).
     """
     validate_shapes(x=(x, "B C_in h w"), weight=(weight, "C_out C_in 1 1"), bias=(bias, "C_out"))
     B, C_in, h, w = x.shape
@@ -67,7 +68,10 @@ def conv1x1_backward(dout, cache):
 
 
 def flatten_forward(x):
-    """Step 2: (B, C, h, w) -> (B, C, N): each pixel becomes one column."""
+    """Step 2: (B, C, h, w) -> (B, C, N): each pixel becomes one column.
+
+    cache: x.shape.
+    """
     validate_shapes(x=(x, "B C h w"))
     return x.reshape(x.shape[0], x.shape[1], -1), x.shape
 
@@ -87,6 +91,7 @@ def energy_forward(query, key):
     query columns, M of them, and gets (B, M, N).)
     The article calls this a covariance; it is an uncentred inner product of two
     different projections, so E is not symmetric in general.
+    cache: (query, key).
     """
     validate_shapes(query=(query, "B Ck M"), key=(key, "B Ck N"))
     energy = query.transpose(0, 2, 1) @ key
@@ -110,6 +115,7 @@ def scale_forward(energy, scale):
 
     energy: (B, N, N) -> (B, N, N). Without it, the dot products of Ck-dimensional
     vectors grow like sqrt(Ck) and the softmax saturates.
+    cache: the scale.
     """
     validate_shapes(energy=(energy, "B M N"))
     return energy * scale, scale
@@ -129,6 +135,7 @@ def softmax_forward(energy):
     energy: (B, N, N) -> attention: (B, N, N), each row sums to 1.
     Subtracting the row maximum first changes nothing mathematically and keeps exp
     from overflowing.
+    cache: the attention itself.
     """
     validate_shapes(energy=(energy, "B M N"))
     # one new (N, N) array, then everything in place: each extra temporary is another
@@ -162,6 +169,7 @@ def weighted_sum_forward(value, attention):
 
     value: (B, C, N); attention: (B, N, N) -> out: (B, C, N).
     The article's code: ``torch.bmm(proj_value, attention.permute(0, 2, 1))``.
+    cache: (value, attention).
     """
     validate_shapes(value=(value, "B C N"), attention=(attention, "B N N"))
     return value @ attention.transpose(0, 2, 1), (value, attention)
@@ -180,7 +188,10 @@ def weighted_sum_backward(dout, cache):
 
 
 def unflatten_forward(x, h, w):
-    """Step 6: (B, C, N) -> (B, C, h, w)."""
+    """Step 6: (B, C, N) -> (B, C, h, w).
+
+    cache: x.shape.
+    """
     if validate_shapes(x=(x, "B C N"))["N"] != h * w:
         raise ValueError(f"x has N={x.shape[2]} pixels, but h * w = {h} * {w} = {h * w}")
     return x.reshape(x.shape[0], x.shape[1], h, w), x.shape
@@ -198,6 +209,7 @@ def residual_forward(x, f, gamma=None):
     """Step 7: z = f + x (the article's code), or z = gamma * f + x (SAGAN / DANet).
 
     x, f: (B, C, H, W); gamma: None or array of shape (1,) -> z: (B, C, H, W).
+    cache: (f, gamma).
     """
     validate_shapes(x=(x, "B C H W"), f=(f, "B C H W"))
     if gamma is not None:

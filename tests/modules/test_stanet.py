@@ -8,6 +8,7 @@ from minattn import compare_steps, gradcheck
 from minattn.backend import BACKENDS, FAST_BACKENDS, ops_for
 from minattn.modules.cdsa import CDSA
 from minattn.modules.pam import PAM
+from minattn.validate import as_tuple
 
 
 def use_backend(backend, request):
@@ -47,11 +48,11 @@ def rand(*shape, seed=1):
 
 def run(module, inputs, douts):
     """Forward and backward; every array they produce, by name."""
-    inputs = inputs if isinstance(inputs, tuple) else (inputs,)
+    inputs = as_tuple(inputs)
     ys = module.forward(*inputs)
-    ys = ys if isinstance(ys, tuple) else (ys,)
+    ys = as_tuple(ys)
     dxs = module.backward(*douts)
-    dxs = dxs if isinstance(dxs, tuple) else (dxs,)
+    dxs = as_tuple(dxs)
     out = {f"y{i}": y for i, y in enumerate(ys)} | {f"dx{i}": d for i, d in enumerate(dxs)}
     out |= {f"grads[{k}]": g for k, g in module.grads.items()}
     out |= {f"buffers[{k}]": b.copy() for k, b in module.buffers.items()}
@@ -135,7 +136,7 @@ def test_backends_agree(case, training, request):
     use_backend("numba", request)
     make, inputs = PAM_CASES[case]
     x = inputs()
-    douts = tuple(rand(*a.shape, seed=9) for a in (x if isinstance(x, tuple) else (x,)))
+    douts = tuple(rand(*a.shape, seed=9) for a in as_tuple(x))
     results = {b: run(make(backend=b).train(training), x, douts) for b in BACKENDS}
     for backend in FAST_BACKENDS:
         assert results[backend].keys() == results["reference"].keys()
@@ -149,7 +150,7 @@ def test_float32_agrees_with_float64(case, training, backend, request):
     use_backend(backend, request)
     make, inputs = PAM_CASES[case]
     x = inputs()
-    x = x if isinstance(x, tuple) else (x,)
+    x = as_tuple(x)
     m64 = make(backend=backend).train(training)
     m32 = make(backend=backend, dtype=np.float32).train(training)
     m32.load_state_dict(m64.state_dict())
@@ -245,14 +246,12 @@ def test_seed_makes_init_reproducible():
 def test_state_dict_round_trip(case):
     make, inputs = PAM_CASES[case]
     x = inputs()
-    x = x if isinstance(x, tuple) else (x,)
+    x = as_tuple(x)
     a = make(seed=0).eval()
     b = make(seed=5).eval()
     b.load_state_dict(a.state_dict())
     ya, yb = a.forward(*x), b.forward(*x)
-    for u, v in zip(
-        ya if isinstance(ya, tuple) else (ya,), yb if isinstance(yb, tuple) else (yb,), strict=True
-    ):
+    for u, v in zip(as_tuple(ya), as_tuple(yb), strict=True):
         np.testing.assert_array_equal(u, v)
     sa, sb = a.state_dict(), b.state_dict()
     assert sa.keys() == sb.keys() and all(np.array_equal(sa[k], sb[k]) for k in sa)
@@ -357,7 +356,7 @@ def randomize_torch(torch, module, seed=0):
 def torch_run(torch, tmod, inputs, douts):
     xs = [torch.tensor(a, requires_grad=True) for a in inputs]
     ys = tmod(*xs)
-    ys = ys if isinstance(ys, tuple) else (ys,)
+    ys = as_tuple(ys)
     torch.autograd.backward(list(ys), [torch.from_numpy(d) for d in douts])
     out = {f"y{i}": y.detach().numpy() for i, y in enumerate(ys)}
     out |= {f"dx{i}": x.grad.numpy() for i, x in enumerate(xs)}
@@ -733,15 +732,15 @@ def test_inputs_and_upstream_gradients_are_not_modified(case, training):
     make, inputs = PAM_CASES[case]
     module = make().train(training)
     x = inputs()
-    x = x if isinstance(x, tuple) else (x,)
+    x = as_tuple(x)
     saved = [a.copy() for a in x]
     ys = module.forward(*x)
-    douts = tuple(rand(*y.shape, seed=4) for y in (ys if isinstance(ys, tuple) else (ys,)))
+    douts = tuple(rand(*y.shape, seed=4) for y in as_tuple(ys))
     dsaved = [d.copy() for d in douts]
     dxs = module.backward(*douts)
     for a, b in zip(x, saved, strict=True):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(douts, dsaved, strict=True):
         np.testing.assert_array_equal(a, b)
-    for d in dxs if isinstance(dxs, tuple) else (dxs,):  # gradients are new arrays
+    for d in as_tuple(dxs):  # gradients are new arrays
         assert not any(np.shares_memory(d, a) for a in (*x, *douts))

@@ -7,6 +7,7 @@ from helpers import fd_check
 
 from minattn import layers, steps
 from minattn.ops.reference import layers as ref_layers
+from minattn.validate import as_tuple
 
 NO_TORCH = "torch not installed: the PyTorch oracle is optional"
 
@@ -60,7 +61,7 @@ def _pair(module, case):
 
 
 def _tuple(g):
-    return g if isinstance(g, tuple) else (g,)
+    return as_tuple(g)
 
 
 @pytest.mark.parametrize("case", CASES)

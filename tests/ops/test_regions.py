@@ -6,16 +6,13 @@ import pytest
 
 from minattn import numerical_gradient, regions
 from minattn.ops.reference import regions as ref_regions
+from minattn.validate import as_tuple
 
 RTOL = 1e-7
 
 
 def rand(*shape, seed=0):
     return np.random.default_rng(seed).standard_normal(shape)
-
-
-def as_tuple(a):
-    return a if isinstance(a, tuple) else (a,)
 
 
 def fd_check(forward, args, grad_names, backward, seed=99):

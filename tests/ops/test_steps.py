@@ -5,6 +5,7 @@ import pytest
 from helpers import fd_check
 
 from minattn import reference, resize, steps
+from minattn.validate import as_tuple
 
 
 def rand(*shape, seed=0):
@@ -86,8 +87,8 @@ def test_numpy_step_agrees_with_reference(case):
         _pair(fast, stem)[1](dout, cache_fast),
         _pair(reference, stem)[1](dout, cache_ref),
     )
-    g_fast = g_fast if isinstance(g_fast, tuple) else (g_fast,)
-    g_ref = g_ref if isinstance(g_ref, tuple) else (g_ref,)
+    g_fast = as_tuple(g_fast)
+    g_ref = as_tuple(g_ref)
     for a, b in zip(g_fast, g_ref, strict=True):
         if a is None:
             assert b is None
