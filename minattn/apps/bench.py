@@ -324,12 +324,7 @@ def _config(text):
     return cfg
 
 
-def main(argv=None, torch_worker=None):
-    """``minattn bench [--quick] [--configs ...] [--dtype ...] [--repeats R]``; -> exit code.
-
-    torch_worker: path of ``benchmarks/torch_worker.py``; None looks for it under the
-    current directory (a checkout's root).
-    """
+def build_parser():
     p = argparse.ArgumentParser(
         prog="minattn bench",
         description="Time and peak memory of BAM forward + backward per backend, vs PyTorch.",
@@ -349,45 +344,59 @@ def main(argv=None, torch_worker=None):
     p.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one measurement
     p.add_argument("--config", help=argparse.SUPPRESS)
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = p.parse_args(argv[1:] if argv[:1] == ["--"] else argv)  # `minattn bench -- --quick`
+    return p
 
-    if args.worker:
-        print(json.dumps(worker(args.worker, _config(args.config), args.dtype, args.repeats)))
-        return 0
 
+def _plan(args, parser):
+    """(configs, dtypes, backends, repeats) from the parsed command line."""
     configs = QUICK_CONFIGS if args.quick else CONFIGS
     if args.configs:
         try:
             configs = [_config(c) for c in args.configs.split(";")]
         except ValueError as e:
-            p.error(str(e))
+            parser.error(str(e))
     dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype]
     if args.quick and args.dtype == "both":
         dtypes = ["float32"]
     repeats = 3 if args.quick else args.repeats
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    if torch_worker is None and TORCH_WORKER.is_file():
-        torch_worker = TORCH_WORKER.resolve()
+    return configs, dtypes, backends, repeats
 
-    rows, notes, torch_threads = run(configs, dtypes, backends, repeats, args.timeout, torch_worker)
-    print("\n".join(header(torch_threads)))
-    print(
+
+def report(rows, notes, torch_threads, repeats):
+    """The printed report: the header, how to read the table, the table, the notes."""
+    lines = header(torch_threads)
+    lines += [
         f"median of {repeats} runs; peak MiB = peak RSS over the worker's baseline, "
-        "each measurement in its own process"
-    )
-    print(
-        "FLOPs: B (8 N^2 Ck + 6 N^2 C) attention + 6 B N C (2 Ck + C) 1x1 convs, forward + backward"
-    )
-    print(
+        "each measurement in its own process",
+        "FLOPs: B (8 N^2 Ck + 6 N^2 C) attention + 6 B N C (2 Ck + C) 1x1 convs, "
+        "forward + backward",
         "% matmul: share of the GFLOP/s of a square NumPy matmul with the same FLOPs, same run; "
         "torch article = the article's module, torch sdpa = steps 3-5 by "
-        "F.scaled_dot_product_attention (flash: its fused kernel ran)"
-    )
-    print()
-    print(table(rows))
-    for note in notes:
-        print("note:", note)
+        "F.scaled_dot_product_attention (flash: its fused kernel ran)",
+        "",
+        table(rows),
+    ]
+    return "\n".join(lines + [f"note: {note}" for note in notes])
+
+
+def main(argv=None, torch_worker=None):
+    """``minattn bench [--quick] [--configs ...] [--dtype ...] [--repeats R]``; -> exit code.
+
+    torch_worker: path of ``benchmarks/torch_worker.py``; None looks for it under the
+    current directory (a checkout's root).
+    """
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(argv[1:] if argv[:1] == ["--"] else argv)  # `minattn bench -- --quick`
+    if args.worker:
+        print(json.dumps(worker(args.worker, _config(args.config), args.dtype, args.repeats)))
+        return 0
+    configs, dtypes, backends, repeats = _plan(args, parser)
+    if torch_worker is None and TORCH_WORKER.is_file():
+        torch_worker = TORCH_WORKER.resolve()
+    rows, notes, torch_threads = run(configs, dtypes, backends, repeats, args.timeout, torch_worker)
+    print(report(rows, notes, torch_threads, repeats))
     if args.json:
         Path(args.json).write_text(json.dumps(dict(rows=rows, notes=notes), indent=1))
     return 0
