@@ -31,8 +31,9 @@ venv: $(VENV)/.installed
 demo: $(VENV)/.installed-core
 	$(BIN)/minattn demo
 
-# The site is built once, into build/site (the notebooks are executed for it); the site
-# tests then check that build (MINATTN_SITE) instead of building their own.
+# Each notebook runs once: pytest executes it as the site shows it and leaves the run in
+# build/notebook-cache, which the site build (into build/site) reuses; the site tests then
+# check that build (MINATTN_SITE) instead of building their own.
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
