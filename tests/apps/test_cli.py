@@ -1,4 +1,5 @@
-"""The command line: the demo end to end, gradcheck, and clean errors."""
+"""The command line: the demo end to end, gradcheck, subcommands' own options (its errors:
+test_cli_errors.py)."""
 
 import pytest
 

@@ -1,4 +1,5 @@
-"""``minattn demo --image PATH``: the demo on the user's own picture, and clear errors."""
+"""``minattn demo --image PATH``: the demo on the user's own picture (its errors:
+test_cli_errors.py)."""
 
 import numpy as np
 import pytest
@@ -62,29 +63,3 @@ def test_load_image_accepts_grey_and_rgba(tmp_path):
     assert g.shape == (20, 20, 3) and np.allclose(g[..., 0], g[..., 1])
     r = load_image(tmp_path / "rgba.png", size=20)
     assert r.shape == (20, 20, 3) and np.allclose(r[..., 0], 1.0) and np.allclose(r[..., 1:], 0)
-
-
-@pytest.mark.parametrize(
-    "make, expected",
-    [
-        (lambda d: d / "missing.png", "no such file"),
-        (lambda d: d, "not a file"),
-        (lambda d: _text_file(d / "notes.png"), "cannot read it as an image"),
-        (lambda d: _text_file(d / "notes.txt"), "cannot read it as an image"),
-    ],
-    ids=["missing file", "a folder", "text named .png", "text file"],
-)
-def test_demo_image_errors_are_one_clear_line(tmp_path, capsys, make, expected):
-    path = make(tmp_path)
-    out = tmp_path / "attention.png"
-    assert main(["demo", "--image", str(path), "--out", str(out)]) == 2
-    captured = capsys.readouterr()
-    err = captured.err.strip()
-    assert err.startswith("minattn demo: error: image=") and expected in err, err
-    assert str(path) in err and "Traceback" not in err and len(err.splitlines()) == 1
-    assert not out.exists()
-
-
-def _text_file(path):
-    path.write_text("this is not a picture\n", encoding="utf-8")
-    return path

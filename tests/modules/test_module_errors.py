@@ -1,17 +1,22 @@
-"""Every bad input: a ValueError or TypeError naming the argument, what came, what was expected."""
-
-import subprocess
-import sys
+"""Every module's bad input: a ValueError or TypeError naming the argument, what came, what
+was expected. Bad construction, bad input, backward before forward, a bad state_dict, bad
+attention_maps queries and overflow, for BAM, the module base, PositionAttention,
+ChannelAttention, SqueezeExcitation, CovarianceAttention, and STANet's PAM and CDSA."""
 
 import numpy as np
 import pytest
+from helpers import MODULES, build, rand, random_cdsa, random_module, random_pam
 
-from minattn import BAM, gradcheck, numerical_gradient, resize, steps
-from minattn.apps.cli import main
+import minattn
+from minattn import BAM
+from minattn.modules.cdsa import CDSA
+from minattn.modules.pam import PAM
+
+# ---------------------------------------------------------------- BAM
 
 
 def x_of(shape=(1, 16, 8, 8), dtype=np.float64):
-    return np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    return rand(*shape).astype(dtype)
 
 
 # (constructor kwargs, exception, words the message must contain)
@@ -190,116 +195,255 @@ def test_overflow_is_an_error_not_a_nan():
         bam.forward(x_of(dtype=np.float32) * np.float32(1e20))
 
 
-def test_gradcheck_errors():
-    bam = BAM(16, 2)
-    with pytest.raises(TypeError, match="module must have forward.*no 'forward'"):
-        gradcheck(object(), x_of())
-    with pytest.raises(ValueError, match="eps must be a positive number, got 0"):
-        gradcheck(bam, x_of(), eps=0)
-    with pytest.raises(ValueError, match="max_elements must be >= 1, got 0"):
-        gradcheck(bam, x_of(), max_elements=0)
+# ---------------------------------------------------------------- the module base, through BAM
+
+
+def test_load_state_dict_changes_nothing_on_failure():
+    bam = random_module(8, 2)
+    before = bam.state_dict()
+    sd = random_module(8, 2, seed=5).state_dict()
+    sd["value_conv.bias"] = np.zeros(3)
+    with pytest.raises(ValueError, match="value_conv.bias"):
+        bam.load_state_dict(sd)
+    for k, v in before.items():
+        np.testing.assert_array_equal(bam.params[k], v)
+
+
+def test_a_float64_parameter_in_a_float32_module_is_an_error_not_a_silent_upcast():
+    bam = random_module(8, 2, dtype=np.float32)
+    bam.params["gamma"] = np.array([0.5])  # float64, rebinding the entry
+    with pytest.raises(TypeError, match=r"params\['gamma'\] is float64.*float32"):
+        bam.forward(rand(2, 8, 4, 6, seed=3).astype(np.float32))
+
+
+# ---------------------------------------------------------------- DANet, SE and covariance
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_bad_input_raises_a_clear_error(name):
+    module, x = build(name)
+    C = x.shape[1]
+    with pytest.raises(ValueError, match=r"x must be 4-D, got shape"):
+        module.forward(x[0])
+    with pytest.raises(ValueError, match=rf"x has {C + 1} channels .* expected shape \(B, {C}, H"):
+        module.forward(np.zeros((1, C + 1, 3, 3)))
+    with pytest.raises(TypeError, match="x must be a float32 or float64 array, got non-floating"):
+        module.forward(np.ones(x.shape, dtype=np.int64))
+    with pytest.raises(TypeError, match="x has dtype float32 but the module computes in float64"):
+        module.forward(x.astype(np.float32))
+    bad = x.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="x contains 1 NaN"):
+        module.forward(bad)
     with pytest.raises(TypeError, match="x must be a numpy.ndarray"):
-        gradcheck(bam, [1.0])
-    with pytest.raises(TypeError, match="x must be a numpy.ndarray"):
-        numerical_gradient(np.sum, 3.0)
+        module.forward(x.tolist())
+    fresh = MODULES[name][0]()
+    with pytest.raises(ValueError, match=r"call forward\(x\) first"):
+        fresh.backward(x)
+    module.forward(x)
+    with pytest.raises(ValueError, match="dy has shape"):
+        module.backward(x[:1])
+    with pytest.raises(ValueError, match="state_dict keys do not match: missing"):
+        module.load_state_dict({})
 
 
-STEP_ERRORS = {
-    "energy Ck mismatch": (
-        lambda: steps.energy_forward(np.zeros((2, 3, 5)), np.zeros((2, 4, 5))),
-        ["key", "(2, 4, 5)", "Ck=3"],
-    ),
-    "energy not 3-D": (
-        lambda: steps.energy_forward(np.zeros((3, 5)), np.zeros((3, 5))),
-        ["query", "(B, Ck, M)", "2-D"],
-    ),
-    "conv weight mismatch": (
-        lambda: steps.conv1x1_forward(np.zeros((1, 3, 2, 2)), np.zeros((4, 2, 1, 1)), np.zeros(4)),
-        ["weight", "(4, 2, 1, 1)", "C_in=3"],
-    ),
-    "conv weight not 1x1": (
-        lambda: steps.conv1x1_forward(np.zeros((1, 3, 2, 2)), np.zeros((4, 3, 3, 3)), np.zeros(4)),
-        ["weight", "(C_out, C_in, 1, 1)"],
-    ),
-    "conv bias mismatch": (
-        lambda: steps.conv1x1_forward(np.zeros((1, 3, 2, 2)), np.zeros((4, 3, 1, 1)), np.zeros(3)),
-        ["bias", "(3,)", "C_out=4"],
-    ),
-    "weighted sum N mismatch": (
-        lambda: steps.weighted_sum_forward(np.zeros((1, 3, 5)), np.zeros((1, 4, 4))),
-        ["attention", "(1, 4, 4)", "N=5"],
-    ),
-    "unflatten wrong h*w": (
-        lambda: steps.unflatten_forward(np.zeros((1, 3, 6)), 2, 2),
-        ["N=6", "h * w", "4"],
-    ),
-    "residual shapes": (
-        lambda: steps.residual_forward(np.zeros((1, 3, 4, 4)), np.zeros((1, 3, 2, 2))),
-        ["f", "(1, 3, 2, 2)", "H=4"],
-    ),
-    "softmax list": (lambda: steps.softmax_forward([[[1.0]]]), ["energy", "numpy.ndarray", "list"]),
-    "pool not divisible": (
-        lambda: resize.avg_pool_forward(np.zeros((1, 1, 5, 4)), 2),
-        ["H=5", "ds=2"],
-    ),
-    "upsample mode": (
-        lambda: resize.upsample_forward(np.zeros((1, 1, 2, 2)), 2, "area"),
-        ["mode", "'area'"],
-    ),
-    "upsample ds": (lambda: resize.upsample_forward(np.zeros((1, 1, 2, 2)), 0), ["ds", "0"]),
-}
+def test_danet_se_covariance_constructor_errors():
+    with pytest.raises(ValueError, match=r"in_dim=7 gives in_dim // 8 = 0 .*key_channels"):
+        minattn.PositionAttention(7)
+    assert minattn.PositionAttention(7, key_channels=2).key_channels == 2
+    with pytest.raises(ValueError, match=r"reduction=16 is larger than channels=8.*reduction <= 8"):
+        minattn.SqueezeExcitation(8)
+    with pytest.raises(ValueError, match="reduction must be >= 1, got 0"):
+        minattn.SqueezeExcitation(8, reduction=0)
+    with pytest.raises(TypeError, match="reduction must be an int, got float 2.0"):
+        minattn.SqueezeExcitation(8, reduction=2.0)
+    assert minattn.SqueezeExcitation(8, reduction=8).hidden == 1
+    with pytest.raises(ValueError, match="in_dim must be >= 2, got 1"):
+        minattn.CovarianceAttention(1)
+    with pytest.raises(ValueError, match="kind must be one of 'covariance', 'correlation'"):
+        minattn.CovarianceAttention(4, kind="cov")
+    for scale in (0.0, -1.0, float("nan"), "2", True):
+        with pytest.raises(ValueError, match="scale must be a finite number > 0"):
+            minattn.CovarianceAttention(4, scale=scale)
+    for cls in (minattn.PositionAttention, minattn.ChannelAttention, minattn.CovarianceAttention):
+        with pytest.raises(ValueError, match="backend must be one of"):
+            cls(8, backend="cuda")
+        with pytest.raises(TypeError, match="dtype must be np.float32 or np.float64"):
+            cls(8, dtype=np.int32)
+        with pytest.raises(TypeError, match="seed must be None"):
+            cls(8, seed=-1)
 
 
-@pytest.mark.parametrize("case", STEP_ERRORS)
-def test_step_function_errors(case):
-    call, words = STEP_ERRORS[case]
-    with pytest.raises((ValueError, TypeError)) as info:
-        call()
-    for w in words:
-        assert w in str(info.value), f"{w!r} not in: {info.value}"
-
-
-def test_step_backward_checks_dout():
-    _, cache = steps.energy_forward(np.zeros((1, 2, 3)), np.zeros((1, 2, 3)))
-    with pytest.raises(ValueError, match=r"dout.*\(1, 3, 4\)"):
-        steps.energy_backward(np.zeros((1, 3, 4)), cache)
+# ---------------------------------------------------------------- STANet's PAM and CDSA
 
 
 @pytest.mark.parametrize(
-    "argv, words",
+    "make, error, match",
     [
-        (["gradcheck", "--ds", "0"], ["ds must be >= 1, got 0"]),
-        (["gradcheck", "--channels", "4"], ["in_dim=4", "key_channels"]),
-        (["gradcheck", "--backend", "gpu"], ["backend", "'gpu'"]),
-        (["demo", "--ds", "3"], ["H=128", "ds=3", "126 or 129"]),
-        (["demo", "--photo", "lena"], ["photo must be one of", "'lena'"]),
+        (lambda: PAM(8, 16), ValueError, r"in_channels=8 and out_channels=16 differ.*STANet"),
+        (lambda: PAM(4, 4), ValueError, r"out_channels // 8 = 0.*key_channels"),
+        (lambda: PAM(8, 8, sizes=()), ValueError, r"sizes must name at least one scale"),
+        (lambda: PAM(8, 8, sizes=2), TypeError, r"sizes must be a list or tuple of ints"),
+        (lambda: PAM(8, 8, sizes=(1, 0)), ValueError, r"each of sizes must be >= 1, got 0"),
+        (lambda: PAM(8, 8, ds=0), ValueError, r"ds must be >= 1, got 0"),
+        (lambda: PAM(8, 8, key_channels=0), ValueError, r"key_channels must be >= 1"),
+        (lambda: PAM(8, 8, backend="cuda"), ValueError, r"backend must be one of"),
+        (lambda: PAM(8, 8, dtype=np.int32), TypeError, r"dtype must be np.float32 or np.float64"),
+        (lambda: CDSA(8, mode="CAM"), ValueError, r"mode must be one of 'BAM', 'PAM'; got 'CAM'"),
+        (lambda: CDSA(4, mode="BAM"), ValueError, r"in_dim=4 gives in_dim // 8 = 0"),
+        (lambda: CDSA(4, mode="PAM"), ValueError, r"out_channels // 8 = 0"),
+        (lambda: CDSA(8, ds=0), ValueError, r"ds must be >= 1, got 0"),
+        (lambda: CDSA(8.0), TypeError, r"in_c must be an int"),
+    ],
+)
+def test_bad_construction(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+@pytest.mark.parametrize(
+    "module, x, error, match",
+    [
         (
-            ["demo", "--out", "/nonexistent-dir/x.png"],
-            ["out=", "/nonexistent-dir", "does not exist"],
+            lambda: PAM(8, 8),
+            rand(1, 8, 4, 7),
+            ValueError,
+            r"x has odd width 7.*image pair side by side",
         ),
-        (["demo", "--size", "0"], ["size"]),
+        (lambda: PAM(8, 8), rand(1, 6, 4, 8), ValueError, r"x has 6 channels.*built for 8"),
+        (lambda: PAM(8, 8), rand(8, 4, 8), ValueError, r"x must be 4-D"),
+        (
+            lambda: PAM(8, 8, (1, 4)),
+            rand(1, 8, 6, 16),
+            ValueError,
+            r"x has height H=6 .* not a multiple of 4: at scale 4 .* equal regions",
+        ),
+        (
+            lambda: PAM(8, 8, (1, 2)),
+            rand(1, 8, 4, 6),
+            ValueError,
+            r"x has width W of each image=3 .* not a multiple of 2",
+        ),
+        (
+            lambda: PAM(8, 8, (1,), 2),
+            rand(1, 8, 4, 6),
+            ValueError,
+            r"width W of each image=3 .* not a multiple of 2: the map pooled by ds=2",
+        ),
+        (lambda: PAM(8, 8, (2,), 2), rand(1, 8, 6, 8), ValueError, r"height H=6 .* multiple of 4"),
+        (lambda: PAM(8, 8), rand(1, 8, 4, 8).astype(np.float32), TypeError, r"x has dtype float32"),
+        (lambda: PAM(8, 8), np.full((1, 8, 2, 2), np.nan), ValueError, r"x contains 32 NaN"),
+        (lambda: PAM(8, 8), rand(1, 8, 4, 8).astype(int), TypeError, r"non-floating"),
     ],
 )
-def test_command_line_errors_are_one_line_exit_2(argv, words, capsys):
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith(f"minattn {argv[0]}: error:")
-    for w in words:
-        assert w in err, f"{w!r} not in: {err}"
+def test_bad_input_to_pam(module, x, error, match):
+    with pytest.raises(error, match=match):
+        module().forward(x)
 
 
 @pytest.mark.parametrize(
-    "argv, words",
+    "module, x1, x2, error, match",
     [
-        (["gradcheck", "--ds", "two"], ["invalid int value"]),  # argparse's own error
-        (["gradcheck", "--height", "7"], ["not a multiple of ds=2"]),  # minattn's
+        (
+            lambda: CDSA(8),
+            rand(1, 8, 4, 4),
+            rand(1, 8, 4, 5),
+            ValueError,
+            r"x1 has shape \(1, 8, 4, 4\) and x2 has shape \(1, 8, 4, 5\).*one shape",
+        ),
+        (lambda: CDSA(8), rand(1, 8, 4, 4), rand(2, 8, 4, 4), ValueError, r"must have one shape"),
+        (lambda: CDSA(8), rand(1, 6, 4, 4), rand(1, 6, 4, 4), ValueError, r"6 channels.*in_c=8"),
+        (lambda: CDSA(8), rand(8, 4, 4), rand(8, 4, 4), ValueError, r"x1 must be 4-D"),
+        (
+            lambda: CDSA(8),
+            rand(1, 8, 4, 4),
+            np.ones((1, 8, 4, 4), int),
+            TypeError,
+            r"x2 must be a float",
+        ),
+        (lambda: CDSA(8), rand(1, 8, 4, 4), [[1.0]], TypeError, r"x2 must be a numpy.ndarray"),
+        (
+            lambda: CDSA(8, 2, "BAM"),
+            rand(1, 8, 3, 4),
+            rand(1, 8, 3, 4),
+            ValueError,
+            r"height H=3 .* not a multiple of ds=2",
+        ),
+        (
+            lambda: CDSA(8, 4, "BAM"),
+            rand(1, 8, 4, 3),
+            rand(1, 8, 4, 3),
+            ValueError,
+            r"pair width 2W=6 .* not a multiple of ds=4",
+        ),
+        (
+            lambda: CDSA(8, 1, "PAM"),
+            rand(1, 8, 8, 4),
+            rand(1, 8, 8, 4),
+            ValueError,
+            r"x1 and x2 have width W of each image=4 .* not a multiple of 8: at scale 8",
+        ),
+        (
+            lambda: CDSA(8, 2, "PAM"),
+            rand(1, 8, 8, 16),
+            rand(1, 8, 8, 16),
+            ValueError,
+            r"height H=8 .* not a multiple of 16",
+        ),
+        (
+            lambda: CDSA(8),
+            rand(1, 8, 2, 2),
+            np.full((1, 8, 2, 2), np.inf),
+            ValueError,
+            r"x2 contains 0 NaN and 32 infinite",
+        ),
+        (
+            lambda: CDSA(8),
+            rand(1, 8, 2, 2),
+            rand(1, 8, 2, 2).astype(complex),
+            TypeError,
+            r"x2 must be a float32 or float64 array, got complex",
+        ),
+        (
+            lambda: CDSA(8, dtype=np.float32),
+            rand(1, 8, 2, 2).astype(np.float32),
+            rand(1, 8, 2, 2),
+            TypeError,
+            r"x2 has dtype float64 but the module computes in float32",
+        ),
     ],
 )
-def test_command_line_errors_in_a_real_process(argv, words):
-    result = subprocess.run(
-        [sys.executable, "-m", "minattn", *argv], capture_output=True, text=True
-    )
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    for w in words:
-        assert w in result.stderr
+def test_bad_input_to_cdsa(module, x1, x2, error, match):
+    with pytest.raises(error, match=match):
+        module().forward(x1, x2)
+
+
+def test_bad_backward_and_state_dict():
+    pam = random_pam()
+    with pytest.raises(ValueError, match=r"backward\(\) needs the cache.*forward\(x\)"):
+        pam.backward(rand(2, 8, 2, 4))
+    pam.forward(rand(2, 8, 2, 4))
+    with pytest.raises(ValueError, match=r"dy has shape \(2, 8, 2, 2\), expected \(2, 8, 2, 4\)"):
+        pam.backward(rand(2, 8, 2, 2))
+    cdsa = random_cdsa(8, 1, "BAM")
+    cdsa.forward(rand(1, 8, 2, 2), rand(1, 8, 2, 2))
+    with pytest.raises(TypeError, match=r"takes 2 gradient\(s\) \(dy1, dy2\), got 1"):
+        cdsa.backward(rand(1, 8, 2, 2))
+    with pytest.raises(TypeError, match=r"takes 2 input\(s\) \(x1, x2\), got 1"):
+        cdsa.forward(rand(1, 8, 2, 4))
+    with pytest.raises(ValueError, match=r"dy2 has shape \(1, 8, 2, 4\), expected \(1, 8, 2, 2\)"):
+        cdsa.backward(rand(1, 8, 2, 2), rand(1, 8, 2, 4))
+    with pytest.raises(ValueError, match=r"backend must be one of"):
+        CDSA(8, backend="torch")
+    sd = pam.state_dict()
+    del sd["stages.1.f_key.1.running_var"]
+    with pytest.raises(ValueError, match=r"missing \['stages.1.f_key.1.running_var'\]"):
+        pam.load_state_dict(sd)
+    sd = pam.state_dict()
+    sd["stages.0.f_value.bias"] = np.zeros(3)
+    with pytest.raises(ValueError, match=r"state_dict\['stages.0.f_value.bias'\] has shape \(3,\)"):
+        pam.load_state_dict(sd)
+    sd = pam.state_dict()
+    sd["stages.0.extra"] = np.zeros(3)
+    with pytest.raises(ValueError, match=r"unexpected \['stages.0.extra'\]"):
+        pam.load_state_dict(sd)

@@ -1,8 +1,10 @@
 """STANet's PAM and CDSA on the module base: gradient checks, backends, dtypes, state_dict,
-train/eval, the PyTorch ports of the originals, compare_steps, errors, no mutation."""
+train/eval, the PyTorch ports of the originals, compare_steps, no mutation (bad input:
+test_module_errors.py)."""
 
 import numpy as np
 import pytest
+from helpers import rand, random_cdsa, random_pam, randomize
 
 from minattn import compare_steps, gradcheck
 from minattn.backend import BACKENDS, FAST_BACKENDS, ops_for
@@ -14,36 +16,6 @@ from minattn.validate import as_tuple
 def use_backend(backend, request):
     if backend == "numba":
         request.getfixturevalue("numba_kernels")
-
-
-def randomize(module, seed=0):
-    """Random non-zero parameters and buffers everywhere (BatchNorm weights near 1, running
-    variances in [0.5, 1.5], a few batches tracked), so that no check passes vacuously."""
-    rng = np.random.default_rng([seed, 7])
-    for name, p in module.params.items():
-        p[...] = rng.uniform(-0.6, 0.6, p.shape)
-        if name.endswith("1.weight"):  # BatchNorm weight
-            p += 1.0
-    for name, b in module.buffers.items():
-        if name.endswith("running_mean"):
-            b[...] = rng.normal(0.0, 0.5, b.shape)
-        elif name.endswith("running_var"):
-            b[...] = rng.uniform(0.5, 1.5, b.shape)
-        else:
-            b[...] = 3
-    return module
-
-
-def random_pam(C=8, sizes=(1, 2), ds=1, seed=0, **kwargs):
-    return randomize(PAM(C, C, sizes, ds, seed=seed, **kwargs), seed)
-
-
-def random_cdsa(C=8, ds=1, mode="PAM", seed=0, **kwargs):
-    return randomize(CDSA(C, ds, mode, seed=seed, **kwargs), seed)
-
-
-def rand(*shape, seed=1):
-    return np.random.default_rng(seed).standard_normal(shape)
 
 
 def run(module, inputs, douts):
@@ -551,179 +523,7 @@ def test_trace_names_every_step_of_a_pam_stage():
     assert names[-2] == "conv_bn (mix the stages) (conv1x1_forward#7)"
 
 
-# ---------------------------------------------------------------- errors
-
-
-@pytest.mark.parametrize(
-    "build, error, match",
-    [
-        (lambda: PAM(8, 16), ValueError, r"in_channels=8 and out_channels=16 differ.*STANet"),
-        (lambda: PAM(4, 4), ValueError, r"out_channels // 8 = 0.*key_channels"),
-        (lambda: PAM(8, 8, sizes=()), ValueError, r"sizes must name at least one scale"),
-        (lambda: PAM(8, 8, sizes=2), TypeError, r"sizes must be a list or tuple of ints"),
-        (lambda: PAM(8, 8, sizes=(1, 0)), ValueError, r"each of sizes must be >= 1, got 0"),
-        (lambda: PAM(8, 8, ds=0), ValueError, r"ds must be >= 1, got 0"),
-        (lambda: PAM(8, 8, key_channels=0), ValueError, r"key_channels must be >= 1"),
-        (lambda: PAM(8, 8, backend="cuda"), ValueError, r"backend must be one of"),
-        (lambda: PAM(8, 8, dtype=np.int32), TypeError, r"dtype must be np.float32 or np.float64"),
-        (lambda: CDSA(8, mode="CAM"), ValueError, r"mode must be one of 'BAM', 'PAM'; got 'CAM'"),
-        (lambda: CDSA(4, mode="BAM"), ValueError, r"in_dim=4 gives in_dim // 8 = 0"),
-        (lambda: CDSA(4, mode="PAM"), ValueError, r"out_channels // 8 = 0"),
-        (lambda: CDSA(8, ds=0), ValueError, r"ds must be >= 1, got 0"),
-        (lambda: CDSA(8.0), TypeError, r"in_c must be an int"),
-    ],
-)
-def test_bad_construction(build, error, match):
-    with pytest.raises(error, match=match):
-        build()
-
-
-@pytest.mark.parametrize(
-    "module, x, error, match",
-    [
-        (
-            lambda: PAM(8, 8),
-            rand(1, 8, 4, 7),
-            ValueError,
-            r"x has odd width 7.*image pair side by side",
-        ),
-        (lambda: PAM(8, 8), rand(1, 6, 4, 8), ValueError, r"x has 6 channels.*built for 8"),
-        (lambda: PAM(8, 8), rand(8, 4, 8), ValueError, r"x must be 4-D"),
-        (
-            lambda: PAM(8, 8, (1, 4)),
-            rand(1, 8, 6, 16),
-            ValueError,
-            r"x has height H=6 .* not a multiple of 4: at scale 4 .* equal regions",
-        ),
-        (
-            lambda: PAM(8, 8, (1, 2)),
-            rand(1, 8, 4, 6),
-            ValueError,
-            r"x has width W of each image=3 .* not a multiple of 2",
-        ),
-        (
-            lambda: PAM(8, 8, (1,), 2),
-            rand(1, 8, 4, 6),
-            ValueError,
-            r"width W of each image=3 .* not a multiple of 2: the map pooled by ds=2",
-        ),
-        (lambda: PAM(8, 8, (2,), 2), rand(1, 8, 6, 8), ValueError, r"height H=6 .* multiple of 4"),
-        (lambda: PAM(8, 8), rand(1, 8, 4, 8).astype(np.float32), TypeError, r"x has dtype float32"),
-        (lambda: PAM(8, 8), np.full((1, 8, 2, 2), np.nan), ValueError, r"x contains 32 NaN"),
-        (lambda: PAM(8, 8), rand(1, 8, 4, 8).astype(int), TypeError, r"non-floating"),
-    ],
-)
-def test_bad_input_to_pam(module, x, error, match):
-    with pytest.raises(error, match=match):
-        module().forward(x)
-
-
-@pytest.mark.parametrize(
-    "module, x1, x2, error, match",
-    [
-        (
-            lambda: CDSA(8),
-            rand(1, 8, 4, 4),
-            rand(1, 8, 4, 5),
-            ValueError,
-            r"x1 has shape \(1, 8, 4, 4\) and x2 has shape \(1, 8, 4, 5\).*one shape",
-        ),
-        (lambda: CDSA(8), rand(1, 8, 4, 4), rand(2, 8, 4, 4), ValueError, r"must have one shape"),
-        (lambda: CDSA(8), rand(1, 6, 4, 4), rand(1, 6, 4, 4), ValueError, r"6 channels.*in_c=8"),
-        (lambda: CDSA(8), rand(8, 4, 4), rand(8, 4, 4), ValueError, r"x1 must be 4-D"),
-        (
-            lambda: CDSA(8),
-            rand(1, 8, 4, 4),
-            np.ones((1, 8, 4, 4), int),
-            TypeError,
-            r"x2 must be a float",
-        ),
-        (lambda: CDSA(8), rand(1, 8, 4, 4), [[1.0]], TypeError, r"x2 must be a numpy.ndarray"),
-        (
-            lambda: CDSA(8, 2, "BAM"),
-            rand(1, 8, 3, 4),
-            rand(1, 8, 3, 4),
-            ValueError,
-            r"height H=3 .* not a multiple of ds=2",
-        ),
-        (
-            lambda: CDSA(8, 4, "BAM"),
-            rand(1, 8, 4, 3),
-            rand(1, 8, 4, 3),
-            ValueError,
-            r"pair width 2W=6 .* not a multiple of ds=4",
-        ),
-        (
-            lambda: CDSA(8, 1, "PAM"),
-            rand(1, 8, 8, 4),
-            rand(1, 8, 8, 4),
-            ValueError,
-            r"x1 and x2 have width W of each image=4 .* not a multiple of 8: at scale 8",
-        ),
-        (
-            lambda: CDSA(8, 2, "PAM"),
-            rand(1, 8, 8, 16),
-            rand(1, 8, 8, 16),
-            ValueError,
-            r"height H=8 .* not a multiple of 16",
-        ),
-        (
-            lambda: CDSA(8),
-            rand(1, 8, 2, 2),
-            np.full((1, 8, 2, 2), np.inf),
-            ValueError,
-            r"x2 contains 0 NaN and 32 infinite",
-        ),
-        (
-            lambda: CDSA(8),
-            rand(1, 8, 2, 2),
-            rand(1, 8, 2, 2).astype(complex),
-            TypeError,
-            r"x2 must be a float32 or float64 array, got complex",
-        ),
-        (
-            lambda: CDSA(8, dtype=np.float32),
-            rand(1, 8, 2, 2).astype(np.float32),
-            rand(1, 8, 2, 2),
-            TypeError,
-            r"x2 has dtype float64 but the module computes in float32",
-        ),
-    ],
-)
-def test_bad_input_to_cdsa(module, x1, x2, error, match):
-    with pytest.raises(error, match=match):
-        module().forward(x1, x2)
-
-
-def test_bad_backward_and_state_dict():
-    pam = random_pam()
-    with pytest.raises(ValueError, match=r"backward\(\) needs the cache.*forward\(x\)"):
-        pam.backward(rand(2, 8, 2, 4))
-    pam.forward(rand(2, 8, 2, 4))
-    with pytest.raises(ValueError, match=r"dy has shape \(2, 8, 2, 2\), expected \(2, 8, 2, 4\)"):
-        pam.backward(rand(2, 8, 2, 2))
-    cdsa = random_cdsa(8, 1, "BAM")
-    cdsa.forward(rand(1, 8, 2, 2), rand(1, 8, 2, 2))
-    with pytest.raises(TypeError, match=r"takes 2 gradient\(s\) \(dy1, dy2\), got 1"):
-        cdsa.backward(rand(1, 8, 2, 2))
-    with pytest.raises(TypeError, match=r"takes 2 input\(s\) \(x1, x2\), got 1"):
-        cdsa.forward(rand(1, 8, 2, 4))
-    with pytest.raises(ValueError, match=r"dy2 has shape \(1, 8, 2, 4\), expected \(1, 8, 2, 2\)"):
-        cdsa.backward(rand(1, 8, 2, 2), rand(1, 8, 2, 4))
-    with pytest.raises(ValueError, match=r"backend must be one of"):
-        CDSA(8, backend="torch")
-    sd = pam.state_dict()
-    del sd["stages.1.f_key.1.running_var"]
-    with pytest.raises(ValueError, match=r"missing \['stages.1.f_key.1.running_var'\]"):
-        pam.load_state_dict(sd)
-    sd = pam.state_dict()
-    sd["stages.0.f_value.bias"] = np.zeros(3)
-    with pytest.raises(ValueError, match=r"state_dict\['stages.0.f_value.bias'\] has shape \(3,\)"):
-        pam.load_state_dict(sd)
-    sd = pam.state_dict()
-    sd["stages.0.extra"] = np.zeros(3)
-    with pytest.raises(ValueError, match=r"unexpected \['stages.0.extra'\]"):
-        pam.load_state_dict(sd)
+# ---------------------------------------------------------------- mutation
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])

@@ -1,27 +1,16 @@
 """BatchNorm2d (minattn.batchnorm): finite differences in both modes, the reference twin,
-properties that follow from the definition, torch's F.batch_norm, errors, no mutation."""
+properties that follow from the definition, torch's F.batch_norm, no mutation (bad input:
+test_ops_errors.py)."""
 
 import numpy as np
 import pytest
+from helpers import bn_args
 
 from minattn import batchnorm, numerical_gradient
 from minattn.ops.reference import batchnorm as ref_batchnorm
 
 RTOL = 1e-7
 SHAPES = [(2, 3, 4, 5), (1, 2, 1, 3), (3, 1, 2, 2), (4, 2, 1, 1)]
-
-
-def bn_args(shape, seed=0):
-    """Random non-zero weight, bias, running mean and a running variance away from 0."""
-    rng = np.random.default_rng(seed)
-    C = shape[1]
-    return dict(
-        x=1.5 * rng.standard_normal(shape) + 0.7,
-        weight=rng.uniform(0.5, 2.0, C) * rng.choice([-1, 1], C),
-        bias=rng.standard_normal(C),
-        running_mean=rng.standard_normal(C),
-        running_var=rng.uniform(0.5, 2.0, C),
-    )
 
 
 def fd_errors(args, training, seed=99):
@@ -128,36 +117,6 @@ def test_float32_stays_float32():
         assert all(a.dtype == np.float32 for a in out)
         grads = batchnorm.batchnorm_backward(np.ones((2, 3, 2, 2), np.float32), cache)
         assert all(g.dtype == np.float32 for g in grads)
-
-
-@pytest.mark.parametrize(
-    "change, match",
-    [
-        (dict(x=np.zeros((2, 3, 4))), r"x must have shape \(B, C, H, W\)"),
-        (dict(weight=np.ones(4)), r"weight has shape \(4,\) but must have shape \(C\) with C=3"),
-        (dict(bias=np.ones((3, 1))), r"bias must have shape \(C\)"),
-        (dict(running_mean=np.ones(2)), r"running_mean has shape \(2,\)"),
-        (dict(running_var=np.ones(5)), r"running_var has shape \(5,\)"),
-        (dict(x=[[[[1.0]]]]), r"x must be a numpy.ndarray"),
-    ],
-)
-def test_bad_shapes_are_named(change, match):
-    args = {**bn_args((2, 3, 2, 2)), **change}
-    with pytest.raises((ValueError, TypeError), match=match):
-        batchnorm.batchnorm_forward(**args)
-
-
-def test_one_value_per_channel_cannot_train():
-    args = bn_args((1, 3, 1, 1))
-    with pytest.raises(ValueError, match=r"more than 1 value per channel.*\(1, 3, 1, 1\)"):
-        batchnorm.batchnorm_forward(**args, training=True)
-    batchnorm.batchnorm_forward(**args, training=False)  # evaluation needs no batch statistics
-
-
-def test_backward_checks_dout_shape():
-    _, cache = batchnorm.batchnorm_forward(**bn_args((2, 3, 2, 2)))
-    with pytest.raises(ValueError, match="dout has shape"):
-        batchnorm.batchnorm_backward(np.ones((2, 3, 2, 3)), cache)
 
 
 # ---------------------------------------------------------------- torch

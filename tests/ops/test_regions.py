@@ -1,18 +1,16 @@
 """The pair and region steps (minattn.regions): which pixel goes where, finite differences,
-the reference twin, STANet's own slicing in torch, errors, no mutation."""
+the reference twin, STANet's own slicing in torch, no mutation (bad input:
+test_ops_errors.py)."""
 
 import numpy as np
 import pytest
+from helpers import rand
 
 from minattn import numerical_gradient, regions
 from minattn.ops.reference import regions as ref_regions
 from minattn.validate import as_tuple
 
 RTOL = 1e-7
-
-
-def rand(*shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape)
 
 
 def fd_check(forward, args, grad_names, backward, seed=99):
@@ -178,60 +176,6 @@ def test_inputs_are_not_modified(module, case):
             for a in v if isinstance(v, list) else [v]:
                 if isinstance(a, np.ndarray):
                     assert not np.shares_memory(o, a)
-
-
-@pytest.mark.parametrize(
-    "call, match",
-    [
-        (
-            lambda: regions.pair_concat_forward(rand(2, 3, 4, 4), rand(2, 3, 4, 5)),
-            r"x2 has shape \(2, 3, 4, 5\) but must have shape \(B, C, H, W\) with W=4",
-        ),
-        (
-            lambda: regions.pair_concat_forward(rand(2, 3, 4, 4), rand(1, 3, 4, 4)),
-            r"x2 has shape \(1, 3, 4, 4\).*B=2",
-        ),
-        (lambda: regions.pair_concat_forward(rand(3, 4, 4), rand(3, 4, 4)), r"x1 must have shape"),
-        (lambda: regions.pair_split_forward(rand(1, 2, 3, 5)), r"x has odd width 5"),
-        (lambda: regions.region_split_forward(rand(1, 2, 4, 7), 1), r"x has odd width 7"),
-        (
-            lambda: regions.region_split_forward(rand(1, 2, 6, 8), 4),
-            r"x has height 6 .* scale=4 does not divide",
-        ),
-        (
-            lambda: regions.region_split_forward(rand(1, 2, 4, 12), 4),
-            r"x has width of each image 6 .* scale=4 does not divide",
-        ),
-        (lambda: regions.region_split_forward(rand(1, 2, 4, 8), 0), r"scale must be >= 1, got 0"),
-        (lambda: regions.region_split_forward(rand(1, 2, 4, 8), 2.0), r"scale must be an int"),
-        (
-            lambda: regions.region_merge_forward(rand(8, 3, 8), 2, 4, 12),
-            r"regions has shape \(8, 3, 8\).*\(k \* 4, C, 12\)",
-        ),
-        (
-            lambda: regions.region_merge_forward(rand(7, 3, 8), 2, 4, 8),
-            r"regions has shape \(7, 3, 8\)",
-        ),
-        (lambda: regions.region_merge_forward(rand(8, 3, 8), 2, 4, 9), r"width=9 must split"),
-        (
-            lambda: regions.concat_channels_forward([rand(2, 3, 2, 2), rand(2, 1, 2, 3)]),
-            r"maps\[1\] has shape \(2, 1, 2, 3\).*W=2",
-        ),
-        (lambda: regions.concat_channels_forward([]), r"maps must be a non-empty list"),
-    ],
-)
-def test_bad_shapes_are_named(call, match):
-    with pytest.raises((ValueError, TypeError), match=match):
-        call()
-
-
-def test_backward_checks_dout_shape():
-    _, cache = regions.region_split_forward(rand(2, 3, 4, 8), 2)
-    with pytest.raises(ValueError, match="dout has shape"):
-        regions.region_split_backward(rand(8, 3, 6), cache)
-    _, cache = regions.pair_concat_forward(rand(1, 2, 2, 2), rand(1, 2, 2, 2))
-    with pytest.raises(ValueError, match="dout has shape"):
-        regions.pair_concat_backward(rand(1, 2, 2, 5), cache)
 
 
 # ---------------------------------------------------------------- torch: STANet's own slicing

@@ -2,15 +2,10 @@
 
 import numpy as np
 import pytest
-from helpers import fd_check
+from helpers import fd_check, rand
 
 from minattn import reference, resize, steps
 from minattn.validate import as_tuple
-
-
-def rand(*shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape)
-
 
 CASES = {
     "conv1x1": (
