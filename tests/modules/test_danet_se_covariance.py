@@ -8,7 +8,7 @@ test_module_errors.py).
 
 import numpy as np
 import pytest
-from helpers import MODULES, build, random_params
+from helpers import MODULES, build, randomize
 
 import minattn
 from minattn import compare_steps, gradcheck
@@ -267,7 +267,7 @@ def both_ways(make_torch, make_ours, x, seed=0):
     ours = make_ours()
     ours.load_state_dict({k: v.numpy() for k, v in tmod.state_dict().items()})
     worst = torch_compare(tmod, ours, x)
-    ours = random_params(make_ours(), seed + 1)
+    ours = randomize(make_ours(), seed + 1)
     tmod = make_torch().double()
     tmod.load_state_dict({k: torch.tensor(v) for k, v in ours.state_dict().items()})
     return max(worst, torch_compare(tmod, ours, x))
