@@ -37,7 +37,7 @@ DISPLAY_MATH = re.compile(r"\$\$.*?\$\$", re.S)
 INLINE_MATH = re.compile(r"\$[^$\n]+\$")
 INLINE_CODE = re.compile(r"`[^`\n]*`")
 HTML_TAG = re.compile(r"<[^>\n]+>")
-LINK_TARGET = re.compile(r"\]\([^)]*\)|\]\[[^\]]*\]")
+LINK_TARGET = re.compile(r"\]\([^)]*\)|\]\[[^\]]*\]|\{#[\w-]+\}")
 QUOTE_MARK = re.compile(r"^\s*>\s?", re.M)
 SEGMENT_BREAK = re.compile(r"\n\s*\n|\n(?=\s*(?:[-*+] |\d+\. |#))|\|")
 
