@@ -80,8 +80,10 @@ TERMS = fixed_terms()
 
 
 def chinese_segments(markdown):
-    """The Chinese segments of the prose, article quotes left out (the article's own words)."""
+    """The Chinese segments of the prose, the article's own words left out: block quotes and
+    quotations in corner brackets 「...」."""
     text = "\n".join(line for line in markdown.splitlines() if not line.lstrip().startswith(">"))
+    text = re.sub(r"「[^」]*」", " ", text)
     for segment in SEGMENT_BREAK.split(prose(text)):
         han = len(HAN.findall(segment))
         if han and han >= len(LATIN_WORD.findall(segment)):
