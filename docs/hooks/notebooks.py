@@ -194,6 +194,10 @@ def on_files(files, config, **kwargs):
     for file in [f for f in files if _is_notebook(f)]:
         files.remove(file)  # in place: the i18n plugin's Files finds x.zh.md for x.md
         files.append(_notebook_page(file, config))
+    jupyter = config.plugins.get("mkdocs-jupyter")
+    if jupyter is not None:  # the shim is shared by both editions: zh/notebooks/ is one deeper
+        up = "../" * (1 + len(PurePosixPath(_editions(config)[0]).parts))
+        jupyter.config["custom_mathjax_url"] = f"{up}javascripts/no-mathjax.js"
     tmp = _state["tmp"]
     execute = os.environ.get("MINATTN_DOCS_EXECUTE", "1") != "0"
     use_cache = os.environ.get("MINATTN_DOCS_CACHE", "1") != "0"
