@@ -17,7 +17,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from chinese_share import HAN, LATIN_WORD, SEGMENT_BREAK, materials, notebook_markdown, prose
 from chinese_share import share as chinese_share
 
