@@ -80,12 +80,15 @@ def load_image(path, size=128):
     return np.clip(np.nan_to_num(out.astype(np.float64)), 0.0, 1.0)
 
 
-def photo_features(image, channels=32, seed=0, dtype=np.float64):
+def photo_features(image, channels=32, seed=0, dtype=np.float64, *, position=True):
     """Turn an (H, W, 3) image into a (1, channels, H, W) feature map.
 
     Base features per pixel: R, G, B, brightness smoothed with a Gaussian (sigma 2),
     edge strength (Sobel magnitude), row and column position, each standardised to
     mean 0 and variance 1; then ReLU(W @ base + b) with W, b fixed random (``seed``).
+    The row and column features are an absolute positional encoding: ``position=False``
+    sets them to 0 and keeps everything else (the same W and b), so that comparing the two
+    maps shows how much of an attention map comes from where a pixel is.
     """
     from skimage import filters
 
@@ -109,6 +112,8 @@ def photo_features(image, channels=32, seed=0, dtype=np.float64):
     base = (base - base.mean(axis=(1, 2), keepdims=True)) / (
         base.std(axis=(1, 2), keepdims=True) + 1e-8
     )
+    if not position:
+        base[5:] = 0.0  # row and column: standardised, 0 is their mean
     rng = np.random.default_rng(seed)
     weight = rng.standard_normal((channels, base.shape[0])) / np.sqrt(base.shape[0])
     bias = rng.uniform(-0.5, 0.5, size=(channels, 1, 1))

@@ -14,6 +14,12 @@ For every ``notebooks/*.ipynb`` page, before mkdocs-jupyter renders it:
    version (no outputs: what a student should start from) is written next to the page as
    the notebook's download.
 
+The site has an English and a Chinese edition (mkdocs-static-i18n builds the Chinese one under
+``zh/`` right after the English one, calling these hooks again). That plugin makes every file
+anew for each language, which drops mkdocs-jupyter's wrapper from the notebooks, so this hook
+runs after it and wraps them again; the notebooks are bilingual, and the Chinese edition shows the
+same executed notebook (executed once per build: the second language takes it from memory).
+
 Nothing here changes the files in ``notebooks/``. Executed notebooks are cached in
 ``build/notebook-cache/``, keyed by the site version's content, every source file of the
 package and the versions of Python and the libraries the notebooks use: an unchanged
@@ -33,7 +39,8 @@ import shutil
 import sys
 import tempfile
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from types import SimpleNamespace
 
 import nbformat
 from mkdocs.plugins import event_priority
@@ -45,7 +52,7 @@ STUDENT_NOTE = (
     "{ename}: {evalue}\n(Student version: this cell runs once the exercise it uses is written.)\n"
 )
 
-_state = {"tmp": None, "downloads": {}}
+_state = {"tmp": None, "downloads": {}, "executed": {}}
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / "build" / "notebook-cache"
 LIBRARIES = ("numpy", "scipy", "numba", "matplotlib", "scikit-image", "ipykernel", "nbclient")
@@ -188,8 +195,49 @@ def _errors(nb):
     ]
 
 
-@event_priority(-100)  # after mkdocs-jupyter has wrapped the notebooks in its NotebookFile
+def _editions(config):
+    """(the directory of the edition being built, {language: its directory}): ("", {}) without
+    the i18n plugin; ("zh", {"en": "", "zh": "zh"}) while it builds the Chinese edition."""
+    i18n = config.plugins.get("i18n")
+    if i18n is None:
+        return "", {}
+    dirs = {lang: "" if lang == i18n.default_language else lang for lang in i18n.build_languages}
+    return dirs[i18n.current_language], dirs
+
+
+def _notebook_page(file, config):
+    """The notebook as mkdocs-jupyter's NotebookFile, in the edition being built.
+
+    The i18n plugin takes an .ipynb for an asset and would put it at the site's root in every
+    edition (the Chinese build would overwrite the English pages): the page goes to the edition's
+    folder, and its language switch points at the same notebook in the other edition."""
+    from mkdocs_jupyter.plugin import NotebookFile
+
+    if isinstance(file, NotebookFile):
+        return file
+    here, editions = _editions(config)
+    html = PurePosixPath(file.src_uri).with_suffix(".html")
+    page = NotebookFile(file, **config)
+    page.dest_path = (PurePosixPath(here) / html).as_posix()
+    page.abs_dest_path = os.path.normpath(os.path.join(config["site_dir"], page.dest_path))
+    page.url = page.dest_path  # use_directory_urls is false
+    page.alternates = {
+        lang: SimpleNamespace(url=(PurePosixPath(folder) / html).as_posix())
+        for lang, folder in editions.items()
+    }
+    return page
+
+
+# after mkdocs-jupyter (0) and mkdocs-static-i18n (-100): wrap, then run, every notebook
+@event_priority(-200)
 def on_files(files, config, **kwargs):
+    for file in [f for f in files if _is_notebook(f)]:
+        files.remove(file)  # in place: the i18n plugin's Files finds x.zh.md for x.md
+        files.append(_notebook_page(file, config))
+    jupyter = config.plugins.get("mkdocs-jupyter")
+    if jupyter is not None:  # the shim is shared by both editions: zh/notebooks/ is one deeper
+        up = "../" * (1 + len(PurePosixPath(_editions(config)[0]).parts))
+        jupyter.config["custom_mathjax_url"] = f"{up}javascripts/no-mathjax.js"
     tmp = _state["tmp"]
     execute = os.environ.get("MINATTN_DOCS_EXECUTE", "1") != "0"
     use_cache = os.environ.get("MINATTN_DOCS_CACHE", "1") != "0"
@@ -199,10 +247,15 @@ def on_files(files, config, **kwargs):
     for file in notebooks:
         name = Path(file.src_uri).name
         nb, _ = site_version(file.abs_src_path)
-        _state["downloads"][file.src_uri] = nbformat.writes(nb)
-        if execute:
+        download = PurePosixPath(file.dest_path).with_name(name).as_posix()  # beside the page
+        _state["downloads"][download] = nbformat.writes(nb)
+        key = _cache_key(nbformat.writes(nb))  # what the run depends on
+        if execute and key in _state["executed"]:  # the other language's build ran it
+            nb = nbformat.reads(_state["executed"][key], as_version=4)
+        elif execute:
             nb, how = executed(file.abs_src_path, kernel_dir, tmp / "cwd" / name, use_cache)
             log.info(f"{name}: {how}")
+            _state["executed"][key] = nbformat.writes(nb)
         rendered = tmp / "notebooks" / name  # mkdocs-jupyter matches "notebooks/*.ipynb"
         rendered.parent.mkdir(parents=True, exist_ok=True)
         rendered.write_text(nbformat.writes(nb), encoding="utf-8")
@@ -246,8 +299,8 @@ def on_page_context(context, page, config, **kwargs):
 
 def on_post_build(config, **kwargs):
     site = Path(config["site_dir"])
-    for src_uri, text in _state["downloads"].items():
-        target = site / src_uri
+    for dest, text in _state["downloads"].items():
+        target = site / dest
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
     if _state["tmp"] is not None:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from minattn.apps.cli import main
-from minattn.features import load_image
+from minattn.features import load_image, photo_features
 
 
 def write_picture(path, height=90, width=140):
@@ -63,3 +63,18 @@ def test_load_image_accepts_grey_and_rgba(tmp_path):
     assert g.shape == (20, 20, 3) and np.allclose(g[..., 0], g[..., 1])
     r = load_image(tmp_path / "rgba.png", size=20)
     assert r.shape == (20, 20, 3) and np.allclose(r[..., 0], 1.0) and np.allclose(r[..., 1:], 0)
+
+
+def test_position_false_leaves_out_only_where_a_pixel_is():
+    """A flat image: every pixel differs only by its row and column, so without them the
+    feature vectors are all equal; with them they are not. A real photo keeps the same
+    colour features (the same random 1x1 convolution) either way."""
+    flat = np.full((16, 16, 3), 0.4)
+    with_pos = photo_features(flat, channels=8)
+    without = photo_features(flat, channels=8, position=False)
+    assert np.ptp(with_pos, axis=(2, 3)).max() > 0.1
+    assert np.ptp(without, axis=(2, 3)).max() == 0
+    rng = np.random.default_rng(0)
+    photo = rng.uniform(size=(16, 16, 3))
+    a, b = photo_features(photo, 8), photo_features(photo, 8, position=False)
+    assert a.shape == b.shape and not np.allclose(a, b)

@@ -1,6 +1,8 @@
 """The documentation site: built offline, complete, and rendered as a reader sees it.
 
-The site is built once per session with ``mkdocs build --strict`` into a temporary
+The site has two editions, English at the root and Chinese under ``zh/`` (mkdocs-static-i18n);
+every page of each links to its counterpart in the other (the language switch). The site is
+built once per session with ``mkdocs build --strict`` into a temporary
 folder; ``make test`` builds it first into ``build/site`` and passes that folder in
 ``MINATTN_SITE``, so it is built only once. The static checks read the HTML: no asset
 from the network, every local link and anchor resolves (the site works opened from
@@ -100,11 +102,63 @@ ASSET_ATTRS = {
 
 
 def test_the_site_has_every_page(site):
+    """Both editions: docs/x.md is x.html, docs/x.zh.md is zh/x.html, and a page without a
+    Chinese edition shows its English in the Chinese site; every notebook is in both."""
     pages = {p.relative_to(site).as_posix() for p in html_pages(site)}
     for page in sorted((ROOT / "docs").glob("*.md")):
-        assert page.with_suffix(".html").name in pages, f"docs/{page.name} has no page"
+        name = page.name.replace(".zh.md", ".md")
+        html = name.replace(".md", ".html")
+        if page.name.endswith(".zh.md"):
+            assert f"zh/{html}" in pages, f"docs/{page.name} has no page zh/{html}"
+            title = re.search(r"^# (.*?)(?:\s*\{#[\w-]+\})?$", page.read_text("utf-8"), re.M)
+            chinese = (site / "zh" / html).read_text(encoding="utf-8")
+            assert re.search(rf"<h1[^>]*>{re.escape(title.group(1))}", chinese), (
+                f"zh/{html} does not show docs/{page.name} (its title {title.group(1)!r})"
+            )
+        else:
+            assert html in pages and f"zh/{html}" in pages, f"docs/{page.name} is not in both"
     for notebook in NOTEBOOKS:
-        assert f"notebooks/{notebook.stem}.html" in pages, f"{notebook.name} has no page"
+        for edition in ("", "zh/"):
+            page = f"{edition}notebooks/{notebook.stem}.html"
+            assert page in pages, f"{notebook.name} has no page {page}"
+
+
+def language_links(page):
+    """{language: href} of the language switch in a page's header."""
+    return {
+        attrs["hreflang"]: attrs["href"]
+        for tag, attrs in parse(page).tags
+        if tag == "a" and attrs.get("hreflang") and attrs.get("href")
+    }
+
+
+def test_the_language_switch_links_each_page_to_itself_in_the_other_language(site):
+    """From disk: on every page, the switch's links are files, the same page in each edition."""
+    wrong = []
+    for page in html_pages(site):
+        rel = page.relative_to(site).as_posix()
+        if rel.startswith(("assets/", "search/")):
+            continue
+        base = rel.removeprefix("zh/")
+        links = language_links(page)
+        expected = {"en": site / base, "zh": site / "zh" / base}
+        if set(links) != set(expected):
+            wrong.append(f"{rel}: language links {links}")
+            continue
+        for lang, href in links.items():
+            target = Path(os.path.normpath(page.parent / unquote(urlsplit(href).path)))
+            if target != expected[lang] or not target.is_file():
+                wrong.append(f"{rel}: {lang} -> {href} ({target}), expected {expected[lang]}")
+    assert not wrong, "\n".join(wrong[:40])
+
+
+def test_each_edition_declares_its_language(site):
+    for rel, lang in (("index.html", "en"), ("zh/index.html", "zh"), ("zh/glossary.html", "zh")):
+        text = (site / rel).read_text(encoding="utf-8")
+        assert re.search(rf'<html[^>]*\blang="{lang}"', text), f"{rel} is not lang={lang}"
+    nav = (site / "zh" / "index.html").read_text(encoding="utf-8")
+    for title in ("首页", "笔记本", "反向传播推导", "术语表"):
+        assert title in nav, f"the Chinese edition's navigation lacks {title}"
 
 
 def test_no_asset_comes_from_the_network(site):
@@ -179,9 +233,13 @@ def test_search_works_offline(site):
     assert index.stat().st_size > 10_000
 
 
+EDITIONS = ("", "zh")
+
+
+@pytest.mark.parametrize("edition", EDITIONS, ids=["en", "zh"])
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_pages_show_their_outputs(site, notebook):
-    page = site / "notebooks" / f"{notebook.stem}.html"
+def test_notebook_pages_show_their_outputs(site, notebook, edition):
+    page = site / edition / "notebooks" / f"{notebook.stem}.html"
     text = page.read_text(encoding="utf-8")
     source = json.loads(notebook.read_text(encoding="utf-8"))
     code_cells = [c for c in source["cells"] if c["cell_type"] == "code"]
@@ -196,11 +254,13 @@ def test_notebook_pages_show_their_outputs(site, notebook):
     assert "Traceback (most recent call last)" not in text, f"{page.name}: a traceback"
 
 
+@pytest.mark.parametrize("edition", EDITIONS, ids=["en", "zh"])
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_pages_offer_a_clean_download(site, notebook):
-    page = site / "notebooks" / f"{notebook.stem}.html"
+def test_notebook_pages_offer_a_clean_download(site, notebook, edition):
+    page = site / edition / "notebooks" / f"{notebook.stem}.html"
     assert f'href="{notebook.name}"' in page.read_text(encoding="utf-8"), "no download link"
-    download = json.loads((site / "notebooks" / notebook.name).read_text(encoding="utf-8"))
+    download_file = site / edition / "notebooks" / notebook.name
+    download = json.loads(download_file.read_text(encoding="utf-8"))
     for cell in download["cells"]:
         assert not cell.get("outputs"), f"the download of {notebook.name} has outputs"
         assert "### BEGIN SOLUTION" not in "".join(cell["source"]), (
@@ -346,8 +406,32 @@ def test_search_finds_pages_when_opened_from_disk(site, browser_path):
     assert found and int(found.group(1)) >= 3, "search found nothing for 'softmax'"
 
 
+def test_search_finds_chinese_words_in_the_chinese_edition_from_disk(site, browser_path):
+    dom = render(browser_path, site / "zh" / "index.html", query="q=协方差")
+    found = re.search(r"(\d+) 个符合条件的结果", dom)
+    assert found and int(found.group(1)) >= 3, "the Chinese edition's search found nothing"
+
+
+def test_the_language_switch_is_there_after_the_scripts_ran(site, rendered):
+    """Opened from disk in a browser, the English home page offers 中文 and the Chinese one
+    English, each pointing at the other edition's copy of the page."""
+    english, chinese = rendered[site / "index.html"], rendered[site / "zh" / "index.html"]
+    assert re.search(r'<a href="zh/index.html" hreflang="zh"', english)
+    assert re.search(r'<a href="../index.html" hreflang="en"', chinese)
+    parser = VisibleText()
+    parser.feed(chinese)
+    assert len(CJK.findall("".join(parser.parts))) > 500, "zh/index.html shows little Chinese"
+
+
 def test_chinese_pages_render_in_a_browser(site, rendered):
-    for name in ("glossary.html", "article.html", "notebooks/02_seven_steps.html"):
+    for name in (
+        "glossary.html",
+        "article.html",
+        "notebooks/02_seven_steps.html",
+        "zh/index.html",
+        "zh/derivations.html",
+        "zh/notebooks/03_backward_pass.html",
+    ):
         page = site / name
         assert page in rendered, f"{name} not rendered"
         parser = VisibleText()
