@@ -102,7 +102,7 @@ def build_parser():
         add_help=False,
     )
     sub.add_parser("exercises", help="write the student version of the exercises", add_help=False)
-    sub.add_parser("grade", help="grade a student's exercise notebook", add_help=False)
+    sub.add_parser("grade", help="grade students' exercise notebooks", add_help=False)
     return p
 
 
@@ -119,9 +119,9 @@ def main(argv=None):
 
             return exercises.main(argv[1:])
         if command == "grade":
-            from ..course.grading import runner
+            from ..course.grading import batch
 
-            return runner.main(argv[1:])
+            return batch.main(argv[1:])
         args = build_parser().parse_args(argv)
         return args.func(args)
     except (ValueError, TypeError, OSError) as e:
