@@ -1,4 +1,4 @@
-"""The ``minattn`` command line: ``demo``, ``gradcheck``, ``bench``, ``exercises``, ``grade``.
+"""The ``minattn`` command line: demo, gradcheck, bench, exercises, grade, notebooks.
 
 Bad arguments end in a one-line message and exit status 2, never a traceback.
 """
@@ -103,6 +103,7 @@ def build_parser():
     )
     sub.add_parser("exercises", help="write the student version of the exercises", add_help=False)
     sub.add_parser("grade", help="grade students' exercise notebooks", add_help=False)
+    sub.add_parser("notebooks", help="write the course notebooks into a folder", add_help=False)
     return p
 
 
@@ -118,6 +119,10 @@ def main(argv=None):
             from ..course import exercises
 
             return exercises.main(argv[1:])
+        if command == "notebooks":
+            from ..course import exercises
+
+            return exercises.notebooks_main(argv[1:])
         if command == "grade":
             from ..course.grading import batch
 
