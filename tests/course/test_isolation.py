@@ -212,7 +212,7 @@ def test_the_channel_round_trips_data_and_refuses_anything_else():
         with pytest.raises(wire.Malformed):
             wire.Decoder([b"\0" * 16])(node)
     with pytest.raises(wire.Malformed):
-        wire._lengths(b'{"id": 1, "points"')
+        wire._lengths(b'{"id": 1, "points": 2.0}'[: wire.HEADER.size])
 
 
 def test_malformed_answers_fail_that_exercise_only(tmp_path):

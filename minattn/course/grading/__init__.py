@@ -11,6 +11,8 @@ a fresh kernel and grades every exercise of it (see `minattn.course.grading.runn
 tests themselves live in the ``hidden_*`` files of this package, never in a notebook.
 """
 
+import warnings
+
 from .catalog import Exercise, Result, grade_exercise
 from .registry import EXERCISES, for_notebook, notebooks
 
@@ -22,7 +24,10 @@ def check(exercise_id, *functions, seed=0):
 
     exercise_id: the exercise's name, e.g. "softmax_backward". functions: the function(s)
     it asks for, in the order the exercise names them. Raises AssertionError, with one
-    line saying what is wrong where, unless every test passes.
+    line saying what is wrong where, when the exercise earns no points; otherwise prints
+    the verdict and returns the points. As a check cell's last value, that number is what
+    nbgrader's autograder reads as the cell's partial credit, so nbgrader and ``minattn
+    grade`` give the same score.
     """
     if exercise_id not in EXERCISES:
         raise ValueError(
@@ -35,17 +40,20 @@ def check(exercise_id, *functions, seed=0):
             f"check({exercise_id!r}, ...) needs {len(exercise.functions)} function(s), "
             f"{', '.join(exercise.functions)}; got {len(functions)}"
         )
-    result = grade_exercise(
-        exercise, dict(zip(exercise.functions, functions, strict=True)), seed=seed
-    )
+    with warnings.catch_warnings():  # a warning on stderr would cost the cell in nbgrader
+        warnings.simplefilter("ignore")
+        result = grade_exercise(
+            exercise, dict(zip(exercise.functions, functions, strict=True)), seed=seed
+        )
     score = f"{result.points:g}/{result.max_points:g} points"
     if result.table:
         print(result.table)
-    if result.points < result.max_points:
+    if result.points == 0:
         raise AssertionError(f"{exercise_id}: {score}: {result.feedback}")
     print(f"{exercise_id}: {score}: {result.feedback}")
-    if exercise.expected_error:
+    if exercise.expected_error and result.points == result.max_points:
         print(f"  a correct solution's error {exercise.expected_error}")
+    return round(float(result.points), 4)
 
 
 def grade(path, **options):

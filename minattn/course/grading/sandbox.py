@@ -46,6 +46,8 @@ class Limits:
     processes: int = 512
 
     def prlimit(self):
+        if not shutil.which("prlimit"):  # util-linux's; without it the limits are not set
+            return []
         return [
             "prlimit",
             f"--cpu={self.cpu_seconds}",
@@ -66,8 +68,13 @@ class Sandbox:
 
     @classmethod
     def here(cls, limits=None, *, use_bwrap=True):
+        """This machine's sandbox; MINATTN_GRADE_BWRAP=0 (for measurements) goes without."""
+        use_bwrap = use_bwrap and os.environ.get("MINATTN_GRADE_BWRAP", "1") != "0"
         bwrap = shutil.which("bwrap") if use_bwrap else None
-        return cls(bwrap, grader_ids(), limits or Limits())
+        ids = grader_ids()
+        if not bwrap and not all(_open_to_all(p) for p in interpreter_paths()):
+            ids = None  # without bwrap's binds another user could not even start Python here
+        return cls(bwrap, ids, limits or Limits())
 
     @property
     def weaker(self):
@@ -75,7 +82,7 @@ class Sandbox:
         if self.bwrap:
             return None
         return (
-            "bubblewrap (bwrap) is not installed: student code ran with resource limits in "
+            "bubblewrap (bwrap) is not used here: student code ran with resource limits in "
             "its own process, but without the file-system and network walls"
             + ("" if self.ids else ", as the grader's own user")
         )
@@ -197,6 +204,12 @@ class Mounts:
         """An empty read-only folder over ``path`` (a site-packages the sandbox must not see)."""
         if os.path.isdir(path) and any(_under(path, b) for b in self.bound):
             self.args += ["--tmpfs", path, "--remount-ro", path]
+
+
+def _open_to_all(path):
+    """Can any user reach ``path`` (every folder above it searchable by others)?"""
+    path = Path(path).resolve()
+    return all(os.stat(p).st_mode & 0o001 for p in [path, *path.parents] if p.is_dir())
 
 
 def _under(path, folder):
