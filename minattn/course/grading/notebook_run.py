@@ -64,20 +64,19 @@ class Run:
         self.deadline = self.start + total_timeout + 15  # the kernel's start and stop
         self.total_timeout = total_timeout
         self.work = Path(tempfile.mkdtemp(prefix="minattn-notebook-"))
-        (self.work / "home").mkdir()
-        (self.work / "submission.ipynb").write_bytes(Path(path).read_bytes())
-        if sandbox.ids:
-            for p in (self.work, self.work / "home", self.work / "submission.ipynb"):
-                os.chown(p, *sandbox.ids)
+        self.work.chmod(0o755)  # read-only for the sandbox: it writes nothing here
+        notebook = self.work / "submission.ipynb"
+        notebook.write_bytes(Path(path).read_bytes())
+        notebook.chmod(0o644)
+        self.report = open(self.work / "report.json", "w+b")  # noqa: SIM115 -- closed in finish
         program = "minattn.course.grading.notebook_run"
-        argv = [sys.executable, "-m", program, "submission.ipynb", "report.json"]
-        argv += [str(cell_timeout), str(total_timeout)]
+        argv = [sys.executable, "-m", program, str(notebook), str(cell_timeout), str(total_timeout)]
         self.proc = subprocess.Popen(
             sandbox.notebook(argv, self.work),
             cwd=self.work,
-            env=environment(self.work / "home"),
+            env=environment("/tmp"),
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
+            stdout=self.report,  # the one thing the run writes outside its sandbox
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
@@ -100,29 +99,31 @@ class Run:
             self.proc.kill()
             self.proc.wait()
         try:
-            run.cells, notes = read_report(self.work / "report.json")
+            self.report.seek(0)
+            run.cells, notes = read_report(self.report.read(MAX_REPORT + 1))
             run.notes += notes
         except ValueError as e:
             run.notes.append(f"the notebook run reported nothing usable ({e})")
+        self.report.close()
         shutil.rmtree(self.work, ignore_errors=True)
         run.seconds = time.monotonic() - self.start
         return run
 
 
-def read_report(path):
-    """(cells, notes) from the run's report, parsed strictly; ValueError if malformed."""
-    if not path.is_file() or path.is_symlink():
+def read_report(data):
+    """(cells, notes) from the run's report (bytes), parsed strictly; ValueError if malformed."""
+    if not data:
         raise ValueError("no report")
-    if path.stat().st_size > MAX_REPORT:
+    if len(data) > MAX_REPORT:
         raise ValueError("a report too large")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(data.decode("utf-8").strip().splitlines()[-1])
         cells = [
             CellRun(int(i), None if e is None else str(e)[:300], float(s))
             for i, e, s in doc["cells"]
         ]
         notes = [str(n)[:300] for n in doc["notes"]][:20]
-    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as e:
+    except (ValueError, TypeError, KeyError, IndexError, UnicodeDecodeError) as e:
         raise ValueError(f"a malformed report: {type(e).__name__}") from None
     return cells, notes
 
@@ -131,13 +132,23 @@ def read_report(path):
 
 
 def main(argv=None):
-    notebook, report, cell_timeout, total_timeout = (argv or sys.argv[1:])[:4]
+    """Run the notebook; print the report, one JSON line, on the original stdout."""
+    notebook, cell_timeout, total_timeout = (argv or sys.argv[1:])[:3]
+    import tempfile
+
     import nbformat
 
+    report = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # anything else printed goes nowhere
     nb = nbformat.read(notebook, as_version=4)
+    home = Path(tempfile.mkdtemp(prefix="minattn-run-"))  # the sandbox's own /tmp
+    os.environ.update(HOME=str(home), MPLCONFIGDIR=str(home / ".matplotlib"),
+                      NUMBA_CACHE_DIR=str(home / ".numba"))  # fmt: skip
+    os.chdir(home)
     run = execute(nb, cell_timeout=float(cell_timeout), total_timeout=float(total_timeout))
     doc = {"cells": [[c.index, c.error, c.seconds] for c in run.cells], "notes": run.notes}
-    Path(report).write_text(json.dumps(doc), encoding="utf-8")
+    report.write(json.dumps(doc) + "\n")
+    report.close()
     return 0
 
 

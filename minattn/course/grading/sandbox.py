@@ -3,7 +3,7 @@
 Two kinds of process run a student's code, and both are wrapped here:
 
     notebook   the whole notebook in a Jupyter kernel (it may import minattn): the host's
-               file system read-only, a fresh /tmp, one writable work folder
+               file system read-only, a fresh /tmp (a size-capped tmpfs) to write in
     functions  the graded functions: a file system holding only the interpreter's
                standard library, NumPy and SciPy (every site-packages folder hidden, so
                minattn cannot be imported however the import is spelled)
@@ -107,10 +107,10 @@ class Sandbox:
         if not self.bwrap:
             return [*self.limits.prlimit(), *self._drop(), *argv]
         binds = Mounts(host_root=True)
-        binds.tmpfs("/tmp")
+        binds.tmpfs("/tmp", size=self.limits.file_bytes * 4)
         for path in interpreter_paths():
             binds.readonly(path)
-        binds.writable(work)
+        binds.readonly(work)
         return [self.bwrap, *binds.args, *self._walls(work), *self.limits.prlimit(),
                 *self._drop(), *argv]  # fmt: skip
 
@@ -126,7 +126,7 @@ class Sandbox:
             return [*self.limits.prlimit(), *self._drop(), *argv]
         binds = Mounts(host_root=False)
         binds.system()
-        binds.tmpfs("/tmp")
+        binds.tmpfs("/tmp", size=self.limits.file_bytes)
         binds.readonly(sys.base_prefix)
         binds.readonly(str(Path(python).parent))
         for path in hidden_paths():
@@ -163,8 +163,9 @@ class Mounts:
             elif os.path.isdir(name):
                 self.readonly(name)
 
-    def tmpfs(self, path):
-        self.args += ["--perms", "1777", "--tmpfs", path]
+    def tmpfs(self, path, size=None):
+        """A fresh, empty folder; ``size`` bytes at most (a tmpfs is memory)."""
+        self.args += ["--perms", "1777", *(["--size", str(size)] if size else []), "--tmpfs", path]
         self.made.add(path)
 
     def _reachable(self, dest):
@@ -193,12 +194,6 @@ class Mounts:
         if self._reachable(dest):
             self.args += ["--ro-bind", src, dest]
             self.bound.add(dest)
-
-    def writable(self, path):
-        path = str(Path(path).resolve())
-        self._reachable(path)
-        self.args += ["--bind", path, path]
-        self.bound.add(path)
 
     def hide(self, path):
         """An empty read-only folder over ``path`` (a site-packages the sandbox must not see)."""
