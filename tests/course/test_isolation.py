@@ -271,3 +271,30 @@ def test_batch_grading_writes_a_gradebook(tmp_path, capsys):
     bob = by_name[str(folder / "bob.ipynb")]
     assert bob[1:3] == ["16", "18"] and bob[header.index("softmax_forward")] == "0"
     assert by_name[str(folder / "carol.ipynb")][1] == "0"
+
+
+# ---------------------------------------------------------------- the memory cap
+
+
+DENSE = """
+import numpy as np
+
+def online_attention_forward(query, key, value, scale, block):
+    s = np.einsum("bkn,bkm->bnm", query, key) * scale  # the whole N x N: what streaming avoids
+    m = s.max(axis=-1, keepdims=True)
+    e = np.exp(s - m)
+    total = e.sum(axis=-1)
+    out = np.einsum("bcm,bnm->bcn", value, e) / total[:, None, :]
+    return out.astype(query.dtype), (m[..., 0] + np.log(total)).astype(query.dtype)
+"""
+
+
+def test_a_dense_solution_loses_the_memory_part_only():
+    from minattn.course.grading import EXERCISES
+
+    nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": DENSE}]}
+    exercise = EXERCISES["online_attention_forward"]
+    (result,), _ = runner.grade_submission([exercise], collect.read(nb), Sandbox.here())
+    assert result.parts == {"values": True, "float32": True, "memory": False}, result.feedback
+    assert result.points == pytest.approx(0.75 * exercise.points)
+    assert "needs more than" in result.feedback

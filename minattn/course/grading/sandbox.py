@@ -191,6 +191,8 @@ class Mounts:
         dest = str(dest or src)
         if not os.path.exists(src) or dest in self.bound or dest in self.made:
             return
+        if src == dest and any(_under(dest, b) for b in self.bound):
+            return  # already there, inside a folder bound whole
         if self._reachable(dest):
             self.args += ["--ro-bind", src, dest]
             self.bound.add(dest)

@@ -90,7 +90,8 @@ def call_with_memory_cap(function, args, cap_bytes, *, name=None, where=""):
     """
     name = name or getattr(function, "__name__", "your function")
     over = OverMemory(f"{name} needs more than {cap_bytes / 2**20:.1f} MiB{where}")
-    capped = getattr(function, "with_memory_cap", None)
+    # a proxy, possibly inside `guard`'s wrapper
+    capped = getattr(getattr(function, "__wrapped__", function), "with_memory_cap", None)
     if capped is not None:
         try:
             return capped(cap_bytes)(*args)
