@@ -6,9 +6,10 @@ function and prints the verdict::
     from minattn.course.grading import check
     check("softmax_backward", softmax_backward)
 
-For a course, ``minattn grade NOTEBOOK.ipynb [--json]`` runs a student's whole notebook in
-a fresh kernel and grades every exercise of it (see `minattn.course.grading.runner`). The
-tests themselves live in the ``hidden_*`` files of this package, never in a notebook.
+For a course, ``minattn grade PATH... [--jobs N] [--csv FILE] [--json]`` grades notebooks:
+each runs in a sandboxed kernel, and its functions are called by the hidden tests through
+proxies, in an isolated process that cannot import minattn (`runner`, `batch`). The tests
+themselves live in the ``hidden_*`` files of this package, never in a notebook.
 """
 
 import warnings
