@@ -18,7 +18,7 @@ $(VENV)/.installed-core: pyproject.toml | $(BIN)/python
 
 # the test suite and the documentation site
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[test,docs]"
+	$(BIN)/pip install --quiet -e ".[test,docs,course]"
 	touch $@
 
 # JupyterLab, for working in the notebooks

@@ -1,4 +1,4 @@
-"""The ``minattn`` command line: ``demo``, ``gradcheck``, ``bench``, ``exercises``, ``grade``.
+"""The ``minattn`` command line: demo, gradcheck, bench, exercises, grade, notebooks.
 
 Bad arguments end in a one-line message and exit status 2, never a traceback.
 """
@@ -102,7 +102,8 @@ def build_parser():
         add_help=False,
     )
     sub.add_parser("exercises", help="write the student version of the exercises", add_help=False)
-    sub.add_parser("grade", help="grade a student's exercise notebook", add_help=False)
+    sub.add_parser("grade", help="grade students' exercise notebooks", add_help=False)
+    sub.add_parser("notebooks", help="write the course notebooks into a folder", add_help=False)
     return p
 
 
@@ -118,10 +119,14 @@ def main(argv=None):
             from ..course import exercises
 
             return exercises.main(argv[1:])
-        if command == "grade":
-            from ..course.grading import runner
+        if command == "notebooks":
+            from ..course import exercises
 
-            return runner.main(argv[1:])
+            return exercises.notebooks_main(argv[1:])
+        if command == "grade":
+            from ..course.grading import batch
+
+            return batch.main(argv[1:])
         args = build_parser().parse_args(argv)
         return args.func(args)
     except (ValueError, TypeError, OSError) as e:

@@ -51,7 +51,8 @@ CODE_STUB = 'raise NotImplementedError("exercise: write your solution here")'
 MARKDOWN_STUB = "*Your answer here.*"
 REMOVED_TAGS = ("teacher", "answer")  # cells with these tags are not in the student version
 DEFAULT_OUT = Path("student")
-DEFAULT_NOTEBOOKS = Path("notebooks")
+# the course notebooks, in the wheel as package data (in a checkout: a link to notebooks/)
+DEFAULT_NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
 
 
 def _marker(line):
@@ -235,7 +236,7 @@ def build_parser():
         "notebooks",
         nargs="*",
         default=[str(DEFAULT_NOTEBOOKS)],
-        help=f"notebooks or directories of notebooks (default: {DEFAULT_NOTEBOOKS}/)",
+        help="notebooks or directories of notebooks (default: the course's, as installed)",
     )
     p.add_argument(
         "--out",
@@ -292,6 +293,36 @@ def main(argv=None):
     for e in kept:
         print(f"minattn exercises: {e}", file=sys.stderr)
     return 1 if kept else 0
+
+
+def notebooks_main(argv=None):
+    """Entry point of ``minattn notebooks``: write every course notebook into ``--out``.
+
+    As stored (solutions in), or with ``--student`` the exercise notebooks as their student
+    versions. Works from an installed wheel: the notebooks are package data.
+    """
+    p = argparse.ArgumentParser(
+        prog="minattn notebooks",
+        description="Write the course notebooks (as installed with minattn) into a folder.",
+    )
+    p.add_argument("--out", default="notebooks", metavar="DIR", help="where (default notebooks/)")
+    p.add_argument("--student", action="store_true",
+                   help="exercise notebooks as student versions (solutions removed)")  # fmt: skip
+    p.add_argument("--force", action="store_true", help="overwrite notebooks that exist")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    for path in sorted(DEFAULT_NOTEBOOKS.glob("*.ipynb")):
+        nb = _load(path)
+        if args.student and has_solutions(nb):
+            nb = student_notebook(nb, name=path.name)
+        target = out / path.name
+        if target.exists() and not args.force:
+            print(f"minattn notebooks: {target} exists; not overwritten (--force)", file=sys.stderr)
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"wrote {target}")
+    return 0
 
 
 if __name__ == "__main__":

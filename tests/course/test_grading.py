@@ -1,16 +1,18 @@
 """``minattn grade``: solution notebooks get full marks, student versions get 0, every planted
-0.1% error costs exactly its exercise, package calls are flagged, broken notebooks grade.
+0.1% error costs exactly its exercise, the package's functions are out of reach, broken
+notebooks grade.
 
 Grading runs notebooks, so the expensive work happens once, in module-scoped fixtures: each
-solution notebook and each student version is executed and graded once, and the planted
-errors reuse the functions collected from the solution runs (re-grading only the exercises
-whose code changed: grading is a pure function of an exercise's code and the seed).
-Notebook 5's solution, whose benchmarks take half a minute, is graded from its cell sources
-(`collect.static_collect`, the grader's fallback); its student version runs in a kernel.
+solution notebook and each student version is graded once. The planted errors change the
+solution notebook's cells and re-grade only the exercises whose code changed, without the
+notebook run (the grade does not depend on it: `runner.grade_submission`). Notebook 5's
+solution, whose benchmarks take half a minute in a kernel, is graded without its notebook
+run too; its student version runs in a kernel.
 """
 
 import ast
 import json
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -18,18 +20,17 @@ import numpy as np
 import pytest
 
 from minattn.course import exercises
-from minattn.course.grading import EXERCISES, check, collect, for_notebook, notebooks, runner
+from minattn.course.grading import EXERCISES, batch, check, collect, for_notebook, notebooks, runner
 from minattn.course.grading.catalog import grade_exercise
 from minattn.course.grading.hidden_chain import forward_intermediates
 from minattn.course.grading.hidden_family import channel_intermediates
-from minattn.course.grading.worker import closure
+from minattn.course.grading.sandbox import Sandbox
 
 nbformat = pytest.importorskip("nbformat", reason="grading runs notebooks (extra: test)")
 pytest.importorskip("nbclient", reason="grading runs notebooks (extra: test)")
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 SLOW = "05_making_it_fast"  # half a minute of benchmarks
-KERNEL = [stem for stem in notebooks() if stem != SLOW]
 
 
 def path_of(stem):
@@ -38,17 +39,8 @@ def path_of(stem):
 
 @pytest.fixture(scope="module")
 def solutions():
-    """{stem: (report, collected)} for every solution notebook."""
-    out = {}
-    for stem in KERNEL:
-        report = runner.grade(path_of(stem))
-        out[stem] = (report, report.execution.collected)
-    nb = nbformat.read(path_of(SLOW), as_version=4)
-    names = [fn for e in for_notebook(SLOW) for fn in e.functions]
-    collected = collect.static_collect(nb, names)
-    results = runner.grade_collected(for_notebook(SLOW), collected)
-    out[SLOW] = (runner.Report(str(path_of(SLOW)), SLOW, results), collected)
-    return out
+    """{stem: report} for every solution notebook."""
+    return {stem: runner.grade(path_of(stem), run=stem != SLOW) for stem in notebooks()}
 
 
 @pytest.fixture(scope="module")
@@ -64,21 +56,21 @@ def students(tmp_path_factory):
 
 @pytest.mark.parametrize("stem", notebooks())
 def test_solution_notebook_gets_full_marks(solutions, stem):
-    report, _ = solutions[stem]
+    report = solutions[stem]
     assert [r.id for r in report.results] == [e.id for e in for_notebook(stem)]
     for r in report.results:
         assert r.points == r.max_points, f"{r.id}: {r.feedback}"
         assert r.feedback.startswith("ok")
     assert report.total == report.max == sum(e.points for e in for_notebook(stem))
     if report.execution is not None:  # run in a kernel: every cell ran, none failed
-        assert report.execution.source == "kernel"
         assert report.execution.errors() == [] and report.execution.notes == []
+    assert report.notes == []
 
 
 @pytest.mark.parametrize("stem", notebooks())
 def test_student_version_gets_zero_and_runs_to_the_end(students, stem):
     report = students[stem]
-    assert report.execution.source == "kernel" and report.execution.notes == []
+    assert report.execution.notes == []
     assert not any("Timeout" in c.error for c in report.execution.errors())
     ran = {c.index for c in report.execution.cells}
     nb = nbformat.read(report.notebook, as_version=4)
@@ -145,8 +137,9 @@ def __planted__(value, position):
 """
 
 
-def planted_source(source, position):
-    """``source`` with every ``return X`` turned into ``return __planted__(X, position)``."""
+def planted_source(source, function, position):
+    """``source`` with every ``return X`` of ``function`` turned into
+    ``return __planted__(X, position)`` (the cell's other functions unchanged)."""
     tree = ast.parse(source)
 
     class Wrap(ast.NodeTransformer):
@@ -160,7 +153,10 @@ def planted_source(source, position):
             )
             return ast.copy_location(ast.Return(call), node)
 
-    return ast.unparse(ast.fix_missing_locations(Wrap().visit(tree)))
+    for i, node in enumerate(tree.body):
+        if isinstance(node, ast.FunctionDef) and node.name == function:
+            tree.body[i] = Wrap().visit(node)
+    return ast.unparse(ast.fix_missing_locations(tree))
 
 
 def plantings(stem):
@@ -175,15 +171,15 @@ def plantings(stem):
     return out
 
 
-def rounds(stem, names):
+def rounds(stem, submission):
     """Plantings in groups graded together: one per exercise, none calling another's."""
     todo, groups = plantings(stem), []
     while todo:
         group, taken, rest = [], set(), []
         for exercise_id, fn, pos in todo:
-            reach = closure(EXERCISES[exercise_id].functions, names)
+            reach = submission.closure(EXERCISES[exercise_id].functions)
             clash = exercise_id in taken or any(
-                fn in closure(EXERCISES[other].functions, names) or f in reach
+                fn in submission.closure(EXERCISES[other].functions) or f in reach
                 for other, f, _ in group
             )
             if clash:
@@ -196,30 +192,34 @@ def rounds(stem, names):
     return groups
 
 
-def with_plants(names, group):
-    names = json.loads(json.dumps(names))
-    names["__planted__"] = {"kind": "def", "source": PLANT, "refs": [], "imports": ["numpy"]}
+def with_plants(stem, group):
+    """The solution notebook of ``stem`` with the group's errors planted."""
+    nb = nbformat.read(path_of(stem), as_version=4)
     for _, fn, pos in group:
-        d = names[fn]
-        d["source"] = planted_source(d["source"], pos)
-        d["refs"] = sorted({*d["refs"], "__planted__"})
-    return names
+        cell = next(c for c in nb.cells if c.cell_type == "code" and f"def {fn}(" in c.source)
+        cell.source = planted_source(cell.source, fn, pos)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(PLANT))
+    return nb
+
+
+def grade_cells(nb, exercises_here):
+    """Grade ``exercises_here`` on the code of ``nb``, without running it in a kernel."""
+    submission = collect.read(nb)
+    results, _ = runner.grade_submission(exercises_here, submission, Sandbox.here())
+    return results
 
 
 @pytest.mark.parametrize("stem", notebooks())
-def test_a_planted_error_costs_exactly_its_exercise(solutions, stem):
-    _, collected = solutions[stem]
-    names = collected["names"]
+def test_a_planted_error_costs_exactly_its_exercise(stem):
+    solution = collect.read(nbformat.read(path_of(stem), as_version=4))
     exercises_here = for_notebook(stem)
-    for group in rounds(stem, names):
+    for group in rounds(stem, solution):
         planted = {exercise_id for exercise_id, _, _ in group}
         functions = {fn for _, fn, _ in group}
         # everything whose code changed: the planted exercises and those that call them
-        affected = [
-            e for e in exercises_here if e.id in planted or closure(e.functions, names) & functions
-        ]
-        results = runner.grade_collected(affected, {"names": with_plants(names, group)})
-        for r in results:
+        reach = {e.id: solution.closure(e.functions) for e in exercises_here}
+        affected = [e for e in exercises_here if e.id in planted or reach[e.id] & functions]
+        for r in grade_cells(with_plants(stem, group), affected):
             where = f"{r.id} with {sorted(group)}"
             if r.id in planted:
                 assert r.points == 0, f"{where}: kept {r.points} ({r.feedback})"
@@ -228,77 +228,66 @@ def test_a_planted_error_costs_exactly_its_exercise(solutions, stem):
                 assert "calls your" in r.feedback and "fails its own tests" in r.feedback, where
 
 
-def test_other_exercises_keep_full_marks_next_to_a_planted_error(solutions):
+def test_other_exercises_keep_full_marks_next_to_a_planted_error():
     """The claim the test above relies on, shown once on a whole notebook."""
-    _, collected = solutions["02_seven_steps"]
-    names = collected["names"]
-    group = [("bilinear_matrix", "bilinear_matrix", 0)]
-    results = runner.grade_collected(
-        for_notebook("02_seven_steps"), {"names": with_plants(names, group)}
-    )
-    by_id = {r.id: r for r in results}
+    nb = with_plants("02_seven_steps", [("bilinear_matrix", "bilinear_matrix", 0)])
+    by_id = {r.id: r for r in grade_cells(nb, for_notebook("02_seven_steps"))}
     assert by_id["bilinear_matrix"].points == 0
     assert "the matrix at index" in by_id["bilinear_matrix"].feedback
     upsample = by_id["upsample_forward"]  # calls the student's bilinear_matrix
     assert upsample.points == 0
     assert "calls your bilinear_matrix (exercise bilinear_matrix)" in upsample.feedback
-    for r in results:
+    for r in by_id.values():
         if r.id not in ("bilinear_matrix", "upsample_forward"):
             assert r.points == r.max_points, f"{r.id}: {r.feedback}"
 
 
-# ---------------------------------------------------------------- the package's own call
+# ---------------------------------------------------------------- the package's own functions
 
 
-def cheat(fn, e):
-    """Sources that hand the work to minattn, in three disguises."""
+def cheat(fn):
+    """Sources that hand the work to minattn, in four disguises."""
     module = "resize" if fn.startswith(("avg_pool", "upsample", "bilinear")) else "steps"
-    direct = f"def {fn}(*args):\n    return {module}.{fn}(*args)\n"
-    imported = (
-        f"def {fn}(*args):\n"
-        f"    from minattn.ops.{module} import {fn} as mine\n"
-        f"    return mine(*args)\n"
-    )
-    hidden = (  # no "minattn" in the source: caught when the package's function is called
-        f"def {fn}(*args):\n"
+    return {
+        "direct": f"from minattn.ops import {module}\n\ndef {fn}(*args):\n"
+        f"    return {module}.{fn}(*args)\n",
+        "imported": f"def {fn}(*args):\n    from minattn.ops.{module} import {fn} as mine\n"
+        "    return mine(*args)\n",
+        "hidden": f"import importlib\n\ndef {fn}(*args):\n"
         f"    m = importlib.import_module('min' + 'attn.ops.{module}')\n"
-        f"    return getattr(m, '{fn}')(*args)\n"
-    )
-    return module, {"direct": direct, "imported": imported, "hidden": hidden}
+        f"    return getattr(m, '{fn}')(*args)\n",
+        "path": f"import sys\nsys.path += {sorted({str(NOTEBOOKS.parent)})!r}\n\n"
+        f"def {fn}(*args):\n    import importlib\n"
+        f"    return getattr(importlib.import_module('minattn.ops.{module}'), '{fn}')(*args)\n",
+    }
 
 
-@pytest.mark.parametrize("disguise", ["direct", "imported", "hidden"])
-def test_calling_the_package_is_flagged(solutions, disguise):
+@pytest.mark.parametrize("disguise", ["direct", "imported", "hidden", "path"])
+def test_the_package_is_out_of_reach_of_graded_functions(disguise):
+    if disguise == "path" and shutil.which("bwrap") is None:
+        pytest.skip("without bubblewrap the repository is in reach (apt-get install bubblewrap)")
     for stem in ("02_seven_steps", "03_backward_pass"):
-        _, collected = solutions[stem]
-        names = json.loads(json.dumps(collected["names"]))
-        names["importlib"] = {"kind": "module", "module": "importlib"}
+        nb = nbformat.read(path_of(stem), as_version=4)
         targets = [e for e in for_notebook(stem) if e.id != "bam_backward"]
         for e in targets:
             fn = e.functions[0]
-            module, sources = cheat(fn, e)
-            names[module] = {"kind": "module", "module": f"minattn.ops.{module}"}
-            refs = {"direct": [module], "imported": [], "hidden": ["importlib"]}[disguise]
-            names[fn] = {"kind": "def", "source": sources[disguise], "refs": refs, "imports": []}
-        results = runner.grade_collected(targets, {"names": names})
-        for r in results:
-            assert r.flagged and r.points == 0, f"{stem} {r.id} ({disguise}): {r.feedback}"
-            assert "package's own" in r.feedback
+            cell = next(c for c in nb.cells if c.cell_type == "code" and f"def {fn}(" in c.source)
+            cell.source = cheat(fn)[disguise]
+        for r in grade_cells(nb, targets):
+            assert r.points == 0, f"{stem} {r.id} ({disguise}): {r.feedback}"
+            assert "minattn is not installed" in r.feedback, r.feedback
 
 
-def test_a_chain_that_calls_a_step_function_is_flagged(solutions):
-    _, collected = solutions["03_backward_pass"]
-    names = json.loads(json.dumps(collected["names"]))
-    d = names["bam_backward"]
-    line = next(s for s in d["source"].splitlines() if 'g["dscaled"] =' in s)
+def test_a_chain_that_calls_a_step_function_gets_zero():
+    nb = nbformat.read(path_of("03_backward_pass"), as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code" and "def bam_backward(" in c.source)
+    line = next(s for s in cell.source.splitlines() if 'g["dscaled"] =' in s)
     indent = line[: len(line) - len(line.lstrip())]
-    d["source"] = d["source"].replace(
+    cell.source = "from minattn.ops import steps\n" + cell.source.replace(
         line, f'{indent}g["dscaled"] = steps.softmax_backward(g["dattention"], A)'
     )
-    d["refs"] = sorted({*d["refs"], "steps"})
-    names["steps"] = {"kind": "module", "module": "minattn.ops.steps"}
-    (result,) = runner.grade_collected([EXERCISES["bam_backward"]], {"names": names})
-    assert result.flagged and result.points == 0 and "minattn.ops.steps" in result.feedback
+    (result,) = grade_cells(nb, [EXERCISES["bam_backward"]])
+    assert result.points == 0 and "minattn is not installed" in result.feedback
 
 
 # ---------------------------------------------------------------- broken notebooks
@@ -335,7 +324,7 @@ def broken(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def broken_run(broken, capsys_module):
-    code = runner.main([str(broken), "--json", "--cell-timeout", "3", "--exercise-timeout", "5"])
+    code = batch.main([str(broken), "--json", "--cell-timeout", "3", "--exercise-timeout", "5"])
     return code, capsys_module()
 
 
@@ -378,16 +367,16 @@ def test_a_broken_notebook_grades_without_crashing(broken_run):
 
 
 def test_grade_errors_exit_cleanly(tmp_path, capsys):
-    assert runner.main([str(tmp_path / "missing.ipynb")]) == 2
+    assert batch.main([str(tmp_path / "missing.ipynb")]) == 2
     assert "no such notebook" in capsys.readouterr().err
     (tmp_path / "junk.ipynb").write_text("not json")
-    assert runner.main([str(tmp_path / "junk.ipynb")]) == 2
+    assert batch.main([str(tmp_path / "junk.ipynb")]) == 2
     assert "not a notebook" in capsys.readouterr().err
     plain = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
     nbformat.write(plain, tmp_path / "plain.ipynb")
-    assert runner.main([str(tmp_path / "plain.ipynb")]) == 2
+    assert batch.main([str(tmp_path / "plain.ipynb")]) == 2
     assert "holds none of minattn's exercises" in capsys.readouterr().err
-    assert runner.main([str(tmp_path / "plain.ipynb"), "--cell-timeout", "0"]) == 2
+    assert batch.main([str(tmp_path / "plain.ipynb"), "--cell-timeout", "0"]) == 2
     from minattn.apps import cli
 
     assert cli.main(["grade", str(tmp_path / "missing.ipynb")]) == 2
@@ -427,11 +416,23 @@ def test_feedback_names_the_first_wrong_intermediate():
     assert "read-only" in result.feedback
 
 
+def test_the_feedback_names_the_wrong_step_under_isolation_too():
+    nb = nbformat.read(path_of("03_backward_pass"), as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id")
+                == "softmax_backward")  # fmt: skip
+    cell.source = "def softmax_backward(dout, cache):\n    return cache * dout\n"
+    (result,) = grade_cells(nb, [EXERCISES["softmax_backward"]])
+    assert result.points == 0
+    assert result.feedback.startswith(
+        "first wrong intermediate in BAM (bilinear): softmax_backward#1 at index ("
+    )
+
+
 def test_check_prints_or_raises_one_line():
     def flatten_forward(x):
         return x.reshape(x.shape[0], x.shape[1], -1), x.shape
 
-    check("flatten_forward", flatten_forward)
+    assert check("flatten_forward", flatten_forward) == 1  # the points: nbgrader reads them
     with pytest.raises(AssertionError, match=r"flatten_forward: 0/1 points: .*yours"):
         check("flatten_forward", lambda x: (x.reshape(x.shape[0], -1, x.shape[1]), x.shape))
     with pytest.raises(ValueError, match="exercise_id must be one of"):

@@ -6,10 +6,13 @@ function and prints the verdict::
     from minattn.course.grading import check
     check("softmax_backward", softmax_backward)
 
-For a course, ``minattn grade NOTEBOOK.ipynb [--json]`` runs a student's whole notebook in
-a fresh kernel and grades every exercise of it (see `minattn.course.grading.runner`). The
-tests themselves live in the ``hidden_*`` files of this package, never in a notebook.
+For a course, ``minattn grade PATH... [--jobs N] [--csv FILE] [--json]`` grades notebooks:
+each runs in a sandboxed kernel, and its functions are called by the hidden tests through
+proxies, in an isolated process that cannot import minattn (`runner`, `batch`). The tests
+themselves live in the ``hidden_*`` files of this package, never in a notebook.
 """
+
+import warnings
 
 from .catalog import Exercise, Result, grade_exercise
 from .registry import EXERCISES, for_notebook, notebooks
@@ -22,7 +25,10 @@ def check(exercise_id, *functions, seed=0):
 
     exercise_id: the exercise's name, e.g. "softmax_backward". functions: the function(s)
     it asks for, in the order the exercise names them. Raises AssertionError, with one
-    line saying what is wrong where, unless every test passes.
+    line saying what is wrong where, when the exercise earns no points; otherwise prints
+    the verdict and returns the points. As a check cell's last value, that number is what
+    nbgrader's autograder reads as the cell's partial credit, so nbgrader and ``minattn
+    grade`` give the same score.
     """
     if exercise_id not in EXERCISES:
         raise ValueError(
@@ -35,17 +41,20 @@ def check(exercise_id, *functions, seed=0):
             f"check({exercise_id!r}, ...) needs {len(exercise.functions)} function(s), "
             f"{', '.join(exercise.functions)}; got {len(functions)}"
         )
-    result = grade_exercise(
-        exercise, dict(zip(exercise.functions, functions, strict=True)), seed=seed
-    )
+    with warnings.catch_warnings():  # a warning on stderr would cost the cell in nbgrader
+        warnings.simplefilter("ignore")
+        result = grade_exercise(
+            exercise, dict(zip(exercise.functions, functions, strict=True)), seed=seed
+        )
     score = f"{result.points:g}/{result.max_points:g} points"
     if result.table:
         print(result.table)
-    if result.points < result.max_points:
+    if result.points == 0:
         raise AssertionError(f"{exercise_id}: {score}: {result.feedback}")
     print(f"{exercise_id}: {score}: {result.feedback}")
-    if exercise.expected_error:
+    if exercise.expected_error and result.points == result.max_points:
         print(f"  a correct solution's error {exercise.expected_error}")
+    return round(float(result.points), 4)
 
 
 def grade(path, **options):

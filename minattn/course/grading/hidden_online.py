@@ -4,17 +4,25 @@ The student writes ``online_attention_forward(query, key, value, scale, block)``
 steps 3-5 (energy, scale, softmax, weighted sum) for every query at once, visiting the
 keys one block at a time with a running maximum, a running sum and a running output,
 and returning the output and each query's log-sum-exp. It is compared with the
-package's steps; the memory part measures (with tracemalloc) that no N x N array is
-ever allocated.
+package's steps; the memory part runs it with a memory cap below one N x N array
+(`tools.call_with_memory_cap`).
 """
-
-import tracemalloc
 
 import numpy as np
 
 from ...ops import steps
 from .catalog import Exercise, Part
-from .tools import Fail, as_tuple, call, expect_array, frozen, snapshot, unchanged
+from .tools import (
+    Fail,
+    OverMemory,
+    as_tuple,
+    call,
+    call_with_memory_cap,
+    expect_array,
+    frozen,
+    snapshot,
+    unchanged,
+)
 
 _ENERGY, _SCALE = steps.energy_forward, steps.scale_forward
 _SOFTMAX, _WEIGHTED = steps.softmax_forward, steps.weighted_sum_forward
@@ -78,19 +86,16 @@ def online_parts():
         q, k = rng.standard_normal((2, 1, 2, n))
         v = rng.standard_normal((1, 2, n))
         dense = n * n * 8
-        tracemalloc.start()
+        # streaming peaks at a few blocks of scores (about 8 MiB here), dense at 32 MiB
         try:
-            tracemalloc.reset_peak()
-            call(fn, q, k, v, 2**-0.5, block, name="online_attention_forward")
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-        if peak > dense / 2:  # streaming peaks at a few score blocks: about 8 MiB here
+            where = f" at N={n}, block={block}"
+            args = (q, k, v, 2**-0.5, block)
+            call_with_memory_cap(fn, args, dense / 2, name="online_attention_forward", where=where)
+        except OverMemory as e:
             raise Fail(
-                f"online_attention_forward allocated {peak / 2**20:.1f} MiB at N={n}, "
-                f"block={block}: an N x N float64 array is {dense / 2**20:.0f} MiB, a "
-                f"block of scores {n * block * 8 / 2**20:.0f} MiB; stream the keys block by block"
-            )
+                f"{e}: an N x N float64 array is {dense / 2**20:.0f} MiB, a block of scores "
+                f"{n * block * 8 / 2**20:.0f} MiB; stream the keys block by block"
+            ) from None
 
     return (Part("values", 0.6, values), Part("float32", 0.15, float32),
             Part("memory", 0.25, memory))  # fmt: skip

@@ -1,33 +1,33 @@
-"""``minattn grade NOTEBOOK.ipynb [--json]``: execute, collect, run the hidden tests, report.
+"""``minattn grade``: one notebook, graded by hidden tests that run in the grader alone.
 
-    1. run the notebook in a fresh kernel, cell by cell, with time limits (`collect.execute`)
-    2. collect each exercise's functions and what they need (`collect.COLLECTOR`)
-    3. grade every exercise in a worker process (`worker`), killed and restarted when an
-       exercise runs out of time, so an infinite loop costs that exercise only
-    4. print a table, and with --json one JSON line last:
-       {"total": ..., "max": ..., "exercises": [{"id", "points", "max_points", "feedback"}]}
+    notebook run      the student's notebook, top to bottom, in a Jupyter kernel inside the
+                      notebook sandbox (`notebook_run`): which cells raised becomes notes
+    graded calls      the notebook's code cells, run again in an isolated process that
+                      cannot import minattn (`isolated`, `child.py`); the hidden tests run
+                      HERE, calling the student's functions through proxies, and compare
+                      what comes back with values computed here
+    report            a table, and with --json one JSON line last:
+                      {"total": ..., "max": ..., "exercises": [{"id", "points", "max_points",
+                      "feedback"}]}
 
 Whatever the notebook does (syntax errors, exceptions, infinite loops, missing functions,
-a dead kernel), the grade completes; only a file that is not a notebook is an error.
+a dead kernel, forged output), the grade completes within its time limits; only a file
+that is not a notebook of the course is an error. Many notebooks at once: `batch`.
 """
 
-import argparse
-import json
-import os
-import selectors
-import subprocess
-import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import collect
-from .catalog import Result
+from .catalog import Result, grade_exercise
+from .isolated import Budget, Session
+from .notebook_run import Execution, Run
 from .registry import EXERCISES, for_notebook, notebooks
-from .worker import closure
+from .sandbox import Sandbox
+from .tools import OutOfTime
 
-DEFAULTS = {"cell_timeout": 120.0, "total_timeout": 1800.0, "exercise_timeout": 60.0}
+DEFAULTS = {"cell_timeout": 120.0, "total_timeout": 300.0, "exercise_timeout": 60.0}
 
 
 @dataclass
@@ -35,7 +35,7 @@ class Report:
     notebook: str  # the graded file
     assignment: str  # which exercise notebook it is, e.g. "03_backward_pass"
     results: list
-    execution: collect.Execution | None = None
+    execution: Execution | None = None
     seconds: float = 0.0
     notes: list = field(default_factory=list)
 
@@ -115,12 +115,10 @@ def solution_cell(nb, exercise):
 # ---------------------------------------------------------------- the whole job
 
 
-def grade(path, *, seed=0, **limits):
-    """Grade the notebook at ``path``; returns a `Report`. Raises ValueError if it is not one."""
+def load(path):
+    """(notebook, its assignment stem) of the file at ``path``; ValueError if it is neither."""
     import nbformat
 
-    limits = {**DEFAULTS, **{k: v for k, v in limits.items() if v is not None}}
-    start = time.monotonic()
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no such notebook: {path}")
@@ -135,39 +133,66 @@ def grade(path, *, seed=0, **limits):
             f"'minattn.assignment', the file name, and nbgrader grade ids); exercise "
             f"notebooks: {', '.join(notebooks())}"
         )
+    return nb, assignment
+
+
+def grade(path, *, seed=0, sandbox=None, run=True, **limits):
+    """Grade the notebook at ``path``; returns a `Report`. Raises ValueError if it is not one.
+
+    sandbox: where student code runs (default: `Sandbox.here()`). run: also execute the
+    notebook in a kernel (for notes on its cells; the grade does not depend on it).
+    limits: cell_timeout, total_timeout, exercise_timeout (seconds; see DEFAULTS).
+    """
+    limits = {**DEFAULTS, **{k: v for k, v in limits.items() if v is not None}}
+    start = time.monotonic()
+    nb, assignment = load(path)
+    sandbox = sandbox or Sandbox.here()
     exercises = for_notebook(assignment)
-    names = [fn for e in exercises for fn in e.functions]
-    execution = collect.execute(
-        nb,
-        names,
-        cwd=path.resolve().parent,
-        cell_timeout=limits["cell_timeout"],
-        total_timeout=limits["total_timeout"],
-    )
-    results = grade_collected(
-        exercises, execution.collected, seed=seed, exercise_timeout=limits["exercise_timeout"]
-    )
-    _explain_missing(results, exercises, nb, execution)
-    report = Report(str(path), assignment, results, execution)
+    submission = collect.read(nb)
+    notebook = None
+    if run:
+        notebook = Run(path, sandbox, cell_timeout=limits["cell_timeout"],
+                       total_timeout=limits["total_timeout"])  # fmt: skip
+    try:
+        results, session = grade_submission(exercises, submission, sandbox, seed=seed,
+                                            **limits)  # fmt: skip
+    finally:
+        execution = notebook.finish() if notebook else None
+    _explain_missing(results, exercises, nb, submission, session)
+    notes = [n for n in (sandbox.weaker, session.problem) if n]
+    report = Report(str(path), assignment, results, execution, notes=notes)
     report.seconds = time.monotonic() - start
     return report
 
 
-def grade_collected(exercises, collected, *, seed=0, exercise_timeout=60.0):
-    """Run the hidden tests of ``exercises`` on ``collected`` functions; list of `Result`s.
+def grade_submission(exercises, submission, sandbox, *, seed=0, exercise_timeout=60.0,
+                     cell_timeout=120.0, total_timeout=300.0):  # fmt: skip
+    """Run the hidden tests of ``exercises`` on the functions of ``submission`` (a
+    `collect.Submission`), each in the isolated process; ([Result, ...], the `Session`).
 
-    collected: {"names": {name: description}} as `collect` makes it. Each exercise runs
-    in a worker process with ``exercise_timeout`` seconds; feedback then says which
-    failing exercises call another exercise's function that fails too.
+    Each exercise may spend ``exercise_timeout`` seconds inside the student's functions;
+    an exercise that runs out gets 0 and the next one a fresh process.
     """
-    names = collected["names"]
-    by_id = run_workers([e.id for e in exercises], names, seed, exercise_timeout)
-    results = [by_id[e.id] for e in exercises]
-    _explain_dependencies(results, exercises, names)
-    return results
+    names = [fn for e in exercises for fn in e.functions]
+    session = Session(sandbox, submission.program(), names,
+                      package_names=submission.package_names, setup_timeout=total_timeout,
+                      statement_timeout=cell_timeout)  # fmt: skip
+    results = []
+    try:
+        for exercise in exercises:
+            functions = session.functions(exercise, Budget(exercise_timeout))
+            try:
+                results.append(grade_exercise(exercise, functions, seed=seed))
+            except OutOfTime:
+                why = f"timed out: your functions ran longer than {exercise_timeout:g} s"
+                results.append(_zero(exercise.id, why + " (an infinite loop?)"))
+    finally:
+        session.close()
+    _explain_dependencies(results, exercises, submission)
+    return results, session
 
 
-def _explain_dependencies(results, exercises, names):
+def _explain_dependencies(results, exercises, submission):
     owner = {fn: e.id for e in exercises for fn in e.functions}
     failed = {r.id for r in results if r.points < r.max_points}
     for result, exercise in zip(results, exercises, strict=True):
@@ -175,7 +200,7 @@ def _explain_dependencies(results, exercises, names):
             continue
         calls = sorted(
             fn
-            for fn in closure(exercise.functions, names) - set(exercise.functions)
+            for fn in submission.closure(exercise.functions) - set(exercise.functions)
             if owner.get(fn) in failed and owner[fn] != exercise.id
         )
         if calls:
@@ -183,109 +208,20 @@ def _explain_dependencies(results, exercises, names):
             result.feedback += f"; note: it calls your {which}, which fails its own tests"
 
 
-def _explain_missing(results, exercises, nb, execution):
+def _explain_missing(results, exercises, nb, submission, session):
+    failed = session.ready.failed if session.ready else []
     for result, exercise in zip(results, exercises, strict=True):
-        if "is not defined after running" not in result.feedback:
+        if "after running the notebook" not in result.feedback:
             continue
         index = solution_cell(nb, exercise)
         if index is None:
             result.feedback += " (its cell is gone from the notebook)"
             continue
-        error = execution.error_of(index)
+        error = submission.error_of(index) or next(
+            (e for cell, _, e in failed if cell == index), None
+        )
         if error:
             result.feedback += f": its cell {index} raised {error}"
-        elif all(c.index != index for c in execution.cells):
-            result.feedback += f": its cell {index} was not run"
-
-
-# ---------------------------------------------------------------- worker processes
-
-
-def run_workers(exercise_ids, names, seed, exercise_timeout, *, startup_timeout=120.0):
-    """Grade ``exercise_ids`` in worker processes; {id: Result}.
-
-    An exercise that takes longer than ``exercise_timeout`` s (or crashes the worker)
-    gets 0 points; the worker is killed and a new one grades the exercises after it.
-    """
-    remaining = list(exercise_ids)
-    results = {}
-    while remaining:
-        before = len(remaining)
-        job = {"exercises": remaining, "names": names, "seed": seed}
-        _one_worker(job, remaining, results, exercise_timeout, startup_timeout)
-        if len(remaining) == before:  # the worker failed before its first exercise
-            for exercise_id in remaining:
-                results[exercise_id] = _zero(exercise_id, "the grader's worker failed to start")
-            break
-    return results
-
-
-def _one_worker(job, remaining, results, exercise_timeout, startup_timeout):
-    with tempfile.TemporaryDirectory(prefix="minattn-worker-") as tmp:
-        stderr = open(Path(tmp) / "stderr.txt", "w+b")  # noqa: SIM115 -- closed below
-        env = {**os.environ, "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg"}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "minattn.course.grading.worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            cwd=tmp,
-            env=env,
-        )
-        try:
-            proc.stdin.write(json.dumps(job).encode())
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        selector = selectors.DefaultSelector()
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        buffer, current = b"", None
-        deadline = time.monotonic() + startup_timeout
-        try:
-            while remaining:
-                events = selector.select(max(0.0, deadline - time.monotonic()))
-                if not events:
-                    if current is not None:
-                        results[current] = _zero(
-                            current,
-                            f"timed out: the hidden tests took longer than {exercise_timeout:g} s "
-                            "(an infinite loop?)",
-                        )
-                        remaining.remove(current)
-                    break
-                chunk = os.read(proc.stdout.fileno(), 1 << 16)
-                if not chunk:  # the worker exited
-                    if current is not None:
-                        results[current] = _zero(
-                            current, "the grader's worker crashed while testing it"
-                        )
-                        remaining.remove(current)
-                    break
-                buffer += chunk
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    message = json.loads(line)
-                    if "start" in message:
-                        current = message["start"]
-                        deadline = time.monotonic() + exercise_timeout
-                    else:
-                        results[message["id"]] = Result(
-                            message["id"],
-                            message["points"],
-                            message["max_points"],
-                            message["feedback"],
-                            flagged=message.get("flagged", False),
-                            parts=message.get("parts", {}),
-                        )
-                        remaining.remove(message["id"])
-                        current = None
-                        deadline = time.monotonic() + exercise_timeout
-        finally:
-            selector.close()
-            proc.kill()
-            proc.wait()
-            proc.stdout.close()
-            stderr.close()
 
 
 def _zero(exercise_id, feedback):
@@ -293,67 +229,3 @@ def _zero(exercise_id, feedback):
     return Result(
         exercise_id, 0.0, exercise.points, feedback, parts={p.name: None for p in exercise.parts}
     )
-
-
-# ---------------------------------------------------------------- command line
-
-
-def build_parser():
-    p = argparse.ArgumentParser(
-        prog="minattn grade",
-        description="Grade a student's exercise notebook: run it in a fresh kernel, then run "
-        "the hidden tests of every exercise on the student's functions.",
-    )
-    p.add_argument("notebook", help="the student's .ipynb")
-    p.add_argument(
-        "--json",
-        action="store_true",
-        help='end with one JSON line: {"total", "max", "exercises": [...]}',
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of the hidden tests (default 0)")
-    p.add_argument(
-        "--cell-timeout",
-        type=float,
-        default=DEFAULTS["cell_timeout"],
-        metavar="S",
-        help="interrupt a cell after S seconds (default %(default)g)",
-    )
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULTS["total_timeout"],
-        metavar="S",
-        help="stop running the notebook after S seconds in all (default %(default)g)",
-    )
-    p.add_argument(
-        "--exercise-timeout",
-        type=float,
-        default=DEFAULTS["exercise_timeout"],
-        metavar="S",
-        help="an exercise whose hidden tests take longer gets 0 (default %(default)g)",
-    )
-    return p
-
-
-def main(argv=None):
-    """Entry point of ``minattn grade``; returns the exit status (0 when graded)."""
-    args = build_parser().parse_args(argv)
-    for name in ("cell_timeout", "timeout", "exercise_timeout"):
-        if not getattr(args, name) > 0:
-            print(f"minattn grade: error: --{name.replace('_', '-')} must be > 0", file=sys.stderr)
-            return 2
-    try:
-        report = grade(
-            args.notebook,
-            seed=args.seed,
-            cell_timeout=args.cell_timeout,
-            total_timeout=args.timeout,
-            exercise_timeout=args.exercise_timeout,
-        )
-    except (ValueError, OSError) as e:
-        print(f"minattn grade: error: {e}", file=sys.stderr)
-        return 2
-    print(report.table())
-    if args.json:
-        print(json.dumps(report.as_json()))
-    return 0

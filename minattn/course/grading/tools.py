@@ -14,6 +14,7 @@ of 1e-3 relative to any element larger than 1e-6 of the array's scale does.
 """
 
 import contextlib
+import tracemalloc
 
 import numpy as np
 
@@ -28,6 +29,22 @@ class UsedPackage(Exception):
     """The student's function called the package's own implementation."""
 
 
+class StudentError(Exception):
+    """An exception raised by the student's code in the isolated process, as data."""
+
+    def __init__(self, type_name, message):
+        super().__init__(f"{type_name}: {message}")
+        self.type_name, self.message = type_name, message
+
+
+class OutOfTime(BaseException):  # noqa: N818 -- a BaseException: no `except Exception` eats it
+    """The student's functions used up the exercise's time budget."""
+
+
+class OverMemory(Fail):
+    """The student's function needed more memory than the cap it was called with."""
+
+
 def tolerances(dtype):
     return TOLERANCES.get(np.dtype(dtype), TOLERANCES[np.dtype(np.float64)])
 
@@ -37,19 +54,61 @@ def fmt_index(index):
 
 
 def call(function, *args, name=None, where=""):
-    """Call a student's function; any exception becomes a `Fail` naming it."""
+    """Call a student's function; any exception becomes a `Fail` naming it.
+
+    ``function`` is the student's own (``check`` in a notebook) or a proxy that runs it in
+    the isolated process (``minattn grade``), whose exceptions arrive as `StudentError`.
+    """
     name = name or getattr(function, "__name__", "your function")
     try:
         return function(*args)
-    except UsedPackage:
+    except (UsedPackage, OverMemory):
         raise
-    except NotImplementedError:
-        raise Fail(f"{name} is not written yet (it raises NotImplementedError)") from None
-    except RecursionError:
-        raise Fail(f"{name} recursed without end{where}") from None
     except Exception as e:  # the student's error, whatever it is, costs this exercise only
-        message = str(e).splitlines()[0][:160] if str(e) else ""
-        raise Fail(f"{name} raised {type(e).__name__}: {message}{where}") from None
+        raise _failure(e, name, where) from None
+
+
+def _failure(e, name, where):
+    kind, message = (e.type_name, e.message) if isinstance(e, StudentError) else (
+        type(e).__name__, str(e))  # fmt: skip
+    if kind == "NotImplementedError":
+        return Fail(f"{name} is not written yet (it raises NotImplementedError)")
+    if kind == "RecursionError":
+        return Fail(f"{name} recursed without end{where}")
+    limit = 400 if isinstance(e, StudentError) else 160
+    message = message.splitlines()[0][:limit] if message else ""
+    return Fail(f"{name} raised {kind}: {message}{where}")
+
+
+def call_with_memory_cap(function, args, cap_bytes, *, name=None, where=""):
+    """Call a student's function that may use at most ``cap_bytes`` more memory; its result.
+
+    Raises `OverMemory` if it needs more, `Fail` for anything else it raises. A proxy runs
+    the call in a fresh isolated process whose address space the kernel limits (so the
+    time is the student's alone); a local function is measured with tracemalloc, in a
+    call of its own.
+    """
+    name = name or getattr(function, "__name__", "your function")
+    over = OverMemory(f"{name} needs more than {cap_bytes / 2**20:.1f} MiB{where}")
+    # a proxy, possibly inside `guard`'s wrapper
+    capped = getattr(getattr(function, "__wrapped__", function), "with_memory_cap", None)
+    if capped is not None:
+        try:
+            return capped(cap_bytes)(*args)
+        except StudentError as e:
+            if e.type_name in ("MemoryError", "ProcessDied"):
+                raise over from None
+            raise _failure(e, name, where) from None
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        result = call(function, *args, name=name, where=where)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    if peak > cap_bytes:
+        raise over
+    return result
 
 
 def as_tuple(result, n, name, what="arrays"):
