@@ -46,3 +46,21 @@ def fd_check(forward, args, grad_names, backward, seed=99):
         assert err < RTOL, f"d{name}: error {err:.2e} (relative to max |grad| {scale:.2e})"
         worst = max(worst, err)
     return worst
+
+
+def randomize(module, seed=0, gain=1.0):
+    """Random non-zero parameters (BatchNorm weights near 1) and running statistics, in place.
+
+    For any module of the family; ``gain`` scales the parameters (larger energies).
+    """
+    rng = np.random.default_rng([seed, 11])
+    for name, p in module.params.items():
+        p[...] = gain * rng.uniform(-0.6, 0.6, p.shape)
+        if name.endswith("1.weight"):  # PAM's BatchNorm weights
+            p += 1.0
+    for name, b in module.buffers.items():
+        if name.endswith("running_mean"):
+            b[...] = rng.normal(0.0, 0.5, b.shape)
+        elif name.endswith("running_var"):
+            b[...] = rng.uniform(0.5, 1.5, b.shape)
+    return module

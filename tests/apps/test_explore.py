@@ -21,6 +21,7 @@ import shutil
 import numpy as np
 import pytest
 from browser import Browser, require_browser
+from helpers import randomize
 
 import minattn
 from minattn.apps.cli import main
@@ -36,21 +37,6 @@ RTOL = 2e-5
 def browser():
     with Browser(require_browser()) as b:
         yield b
-
-
-def randomize(module, seed=0, gain=1.0):
-    """Random non-zero parameters (BatchNorm weights near 1) and running statistics."""
-    rng = np.random.default_rng([seed, 11])
-    for name, p in module.params.items():
-        p[...] = gain * rng.uniform(-0.6, 0.6, p.shape)
-        if name.endswith("1.weight"):  # PAM's BatchNorm weights
-            p += 1.0
-    for name, b in module.buffers.items():
-        if name.endswith("running_mean"):
-            b[...] = rng.normal(0.0, 0.5, b.shape)
-        elif name.endswith("running_var"):
-            b[...] = rng.uniform(0.5, 1.5, b.shape)
-    return module
 
 
 def features(shape, dtype, seed=1):
