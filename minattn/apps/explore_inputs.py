@@ -48,6 +48,20 @@ def run(
 ):
     """Build the module and its input, write the page, print and return its path."""
     t0 = time.perf_counter()
+    net, x, shown = build(module, photo, image, weights, size, ds)
+    path = explore(net, x, shown, out=out)
+    took = time.perf_counter() - t0
+    print(f"{net!r} on photo features {x[0].shape if isinstance(x, tuple) else x.shape}")
+    print(f"weights: {weights or 'hand-set, as minattn demo (query = key, centred projection)'}")
+    print(
+        f"attention explorer written to {path} ({Path(path).stat().st_size / 1024:,.0f} KiB, "
+        f"{took:.1f} s); open it in a browser: no server, no network"
+    )
+    return path
+
+
+def build(module="bam", photo=None, image=None, weights=None, size=128, ds=None):
+    """-> (module, x, image to draw): the module with its weights, on the photo's features."""
     if module not in MODULES:
         raise ValueError(f"module must be one of {', '.join(MODULES)}; got {module!r}")
     ds = _check_ds(module, ds)
@@ -61,15 +75,7 @@ def run(
         hand_set(net, x)
     else:
         _load(net, state, weights)
-    path = explore(net, x, shown, out=out)
-    took = time.perf_counter() - t0
-    print(f"{net!r} on photo features {x[0].shape if isinstance(x, tuple) else x.shape}")
-    print(f"weights: {weights or 'hand-set, as minattn demo (query = key, centred projection)'}")
-    print(
-        f"attention explorer written to {path} ({Path(path).stat().st_size / 1024:,.0f} KiB, "
-        f"{took:.1f} s); open it in a browser: no server, no network"
-    )
-    return path
+    return net, x, shown
 
 
 def _check_ds(module, ds):

@@ -49,8 +49,8 @@ BODY = """
 <p class="note">Point at a pixel (or tap it) to see where it looks: red high, blue low.
 Click to pin it (click it again to let it follow the pointer); with the picture focused,
 the arrow keys move it.
-<span lang="zh-CN">指向（或轻触）一个像素，看它关注哪里：红高蓝低。单击可固定（再次单击则恢复跟随指针）；
-选中图片后可用方向键移动。</span></p>
+<span lang="zh-CN">指向（或轻触）一个像素，看它关注哪里：红高蓝低。
+单击可固定（再次单击则恢复跟随指针）；选中图片后可用方向键移动。</span></p>
 
 <div class="controls">
   <span id="scale-control" hidden>
@@ -386,7 +386,14 @@ function pixelAt(event) {
 
 function listen() {
   const cv = $("picture");
-  cv.addEventListener("pointermove", (e) => { if (!state.pinned) select(...pixelAt(e)); });
+  let pointed = null;                                   // at most one row per frame
+  cv.addEventListener("pointermove", (e) => {
+    if (state.pinned) return;
+    if (pointed === null) {
+      requestAnimationFrame(() => { if (!state.pinned) select(...pointed); pointed = null; });
+    }
+    pointed = pixelAt(e);
+  });
   cv.addEventListener("pointerdown", (e) => {         // a click pins; on the pinned pixel, unpins
     const [R, C] = pixelAt(e);
     const again = state.pinned && cellOf(R, C) === cellOf(state.R, state.C);

@@ -215,6 +215,7 @@ def test_pointing_and_clicking_select_the_pixel_under_the_pointer(browser, tmp_p
     assert "pinned" not in tab.evaluate("document.getElementById('status').textContent")
     px, py = pixel_position(tab, "document", 9, 20)
     tab.call("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": px, "y": py})
+    tab.wait_for("document.getElementById('attention-values').textContent.includes('[9,20]')")
     check_row(tab, module, x, (9, 20))
 
 
