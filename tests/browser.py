@@ -9,7 +9,7 @@ from its descriptor 4. Standard library only.
     with Browser(path) as browser:
         tab = browser.open(url)           # waits until the page says it is ready
         tab.evaluate("document.title")    # a JavaScript expression's value
-        tab.press("ArrowRight"); tab.click(x, y); tab.screenshot(file)
+        tab.press("ArrowRight"); tab.click(x, y); tab.box("document.body")
         tab.requests                       # every URL the page asked for
 """
 
@@ -183,6 +183,13 @@ class Tab:
             time.sleep(0.05)
         raise TimeoutError(f"{condition} still not true after {timeout} s (last error: {last})")
 
+    def box(self, element):
+        """[left, top, width, height] in CSS pixels of the viewport, of a JavaScript element."""
+        return self.evaluate(
+            f"(() => {{ const r = ({element}).getBoundingClientRect();"
+            f" return [r.left, r.top, r.width, r.height]; }})()"
+        )
+
     @property
     def requests(self):
         """The URLs this tab asked for (the page, its images, anything it fetched)."""
@@ -210,7 +217,9 @@ class Tab:
             )
 
     def screenshot(self, path):
-        data = self.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+        data = self.call(
+            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": False}
+        )
         with open(path, "wb") as f:
             f.write(base64.b64decode(data["data"]))
         return path

@@ -102,16 +102,7 @@ def build_parser():
     g.add_argument("--seed", type=int, default=0)
     g.set_defaults(func=_gradcheck)
 
-    e = sub.add_parser("explore", help="a page to point at a pixel and see where it looks")
-    which = e.add_mutually_exclusive_group()
-    which.add_argument("--photo", help="a scikit-image photo (default astronaut)")
-    which.add_argument("--image", metavar="PATH", help="your own picture (PNG, JPEG, ...) instead")
-    e.add_argument("--module", default="bam", choices=["bam", "position", "pam", "cdsa"])
-    e.add_argument("--weights", metavar="FILE.npz", help="a state_dict saved with np.savez")
-    e.add_argument("--size", type=int, default=128, help="resize the photo to SIZE x SIZE")
-    e.add_argument("--ds", type=int, default=None, help="pooling factor (default 4; not position)")
-    e.add_argument("--out", default="attention.html", help="where to write the page")
-    e.set_defaults(func=_explore)
+    _add_explore(sub)
 
     t = sub.add_parser("train", help="learn change detection (STANet in miniature) with attention")
     t.add_argument("--steps", type=int, default=300, help="Adam steps of each model")
@@ -131,6 +122,19 @@ def build_parser():
     sub.add_parser("exercises", help="write the student version of the exercises", add_help=False)
     sub.add_parser("grade", help="grade a student's exercise notebook", add_help=False)
     return p
+
+
+def _add_explore(sub):
+    e = sub.add_parser("explore", help="a page to point at a pixel and see where it looks")
+    which = e.add_mutually_exclusive_group()
+    which.add_argument("--photo", help="a scikit-image photo (default astronaut)")
+    which.add_argument("--image", metavar="PATH", help="your own picture (PNG, JPEG, ...) instead")
+    e.add_argument("--module", default="bam", choices=["bam", "position", "pam", "cdsa"])
+    e.add_argument("--weights", metavar="FILE.npz", help="a state_dict saved with np.savez")
+    e.add_argument("--size", type=int, default=128, help="resize the photo to SIZE x SIZE")
+    e.add_argument("--ds", type=int, default=None, help="pooling factor (default 4; not position)")
+    e.add_argument("--out", default="attention.html", help="where to write the page")
+    e.set_defaults(func=_explore)
 
 
 def main(argv=None):

@@ -22,6 +22,10 @@ h2 { font-size: 1.1rem; margin: 1.2rem 0 0.4rem; }
             margin: 0.4rem 0; }
 .controls label { font-weight: 600; margin-right: 0.3rem; }
 figure { margin: 0; }
+.layout { display: flex; flex-wrap: wrap; gap: 0 2rem; align-items: flex-start; }
+.looking { flex: 0 1 auto; max-width: 100%; }
+.how { flex: 1 1 24rem; max-width: 48rem; }
+.how h2 { margin-top: 0.4rem; }
 figcaption { color: #454545; font-size: 0.9rem; }
 canvas { display: block; max-width: 100%; height: auto; image-rendering: pixelated; }
 #picture { cursor: crosshair; border: 1px solid #6b6b6b; touch-action: none; }
@@ -52,6 +56,8 @@ the arrow keys move it.
 <span lang="zh-CN">指向（或轻触）一个像素，看它关注哪里：红高蓝低。
 单击可固定（再次单击则恢复跟随指针）；选中图片后可用方向键移动。</span></p>
 
+<div class="layout">
+<div class="looking">
 <div class="controls">
   <span id="scale-control" hidden>
     <label for="scale">Scale · 尺度</label>
@@ -81,8 +87,9 @@ the arrow keys move it.
   </figcaption>
 </figure>
 <p id="status" role="status" aria-live="polite"></p>
+</div>
 
-<section aria-labelledby="how-title">
+<section class="how" aria-labelledby="how-title">
 <h2 id="how-title">How the row is made · 这一行是怎样算出来的</h2>
 <p>This page stores the query <i>q</i> and the key <i>k</i> of every pooled pixel, never the
 N &times; N attention matrix. For the chosen pixel <i>i</i> it computes, right here, the energy
@@ -125,6 +132,7 @@ exp(<i>e<sub>l</sub></i> &minus; max <i>e</i>): the arithmetic of steps 3 and 4.
 </table>
 <p id="sums"></p>
 </section>
+</div>
 
 <details>
   <summary>This row as numbers (JSON) · 这一行的数值（JSON）</summary>
@@ -328,8 +336,9 @@ function cross(ctx, x, y) {
 }
 
 function drawSmall(cv, painted) {
-  const z = Math.max(1, Math.floor(256 / Math.max(GW, GH)));
+  const z = Math.max(1, Math.floor(224 / Math.max(GW, GH)));
   cv.width = GW * z; cv.height = GH * z;
+  cv.parentElement.style.width = `${cv.width + 2}px`;  // its caption wraps to it
   const ctx = cv.getContext("2d");
   ctx.imageSmoothingEnabled = false;
   ctx.fillStyle = "#808080";                            // grey: not a key of this query
@@ -451,6 +460,7 @@ function fitFrame() {
 function setUp() {
   const cv = $("picture");
   cv.width = W * ZOOM; cv.height = H * ZOOM;
+  document.querySelector(".looking").style.width = `${cv.width + 2}px`;  // captions wrap to it
   const bar = $("colorbar").getContext("2d");
   for (let x = 0; x < 256; x++) {
     bar.fillStyle = `rgb(${jet(x / 255)})`;

@@ -221,16 +221,9 @@ def test_pointing_and_clicking_select_the_pixel_under_the_pointer(browser, tmp_p
 
 def pixel_position(tab, document, r, c, frame=(0, 0)):
     """Viewport coordinates of the centre of input pixel (r, c) of the page's picture."""
-    rect = tab.evaluate(
-        f"(() => {{ const r = {document}.getElementById('picture').getBoundingClientRect();"
-        f" return [r.left, r.top, r.width, r.height]; }})()"
-    )
-    size = tab.evaluate(f"JSON.parse({document}.getElementById('explore-data').textContent).input")
-    left, top, width, height = rect
-    return (
-        frame[0] + left + (c + 0.5) * width / size[1],
-        frame[1] + top + (r + 0.5) * height / size[0],
-    )
+    left, top, width, height = tab.box(f"{document}.getElementById('picture')")
+    H, W = tab.evaluate(f"JSON.parse({document}.getElementById('explore-data').textContent).input")
+    return frame[0] + left + (c + 0.5) * width / W, frame[1] + top + (r + 0.5) * height / H
 
 
 def test_an_address_outside_the_picture_is_refused_on_the_page(browser, tmp_path):
@@ -322,11 +315,8 @@ def test_in_a_notebook_the_path_shows_the_page_in_a_frame(browser, tmp_path):
     assert shown["query"] == [8, 8]  # the middle of image 1
     want = module.attention_maps(x, [(8, 8)])[0, 0]
     np.testing.assert_allclose(np.reshape(shown["values"], want.shape), want, rtol=RTOL, atol=1e-12)
-    frame = tab.evaluate(
-        "(() => { const r = document.querySelector('iframe')"
-        ".getBoundingClientRect(); return [r.left, r.top, r.height]; })()"
-    )
-    assert frame[2] >= tab.evaluate(f"{inner}.documentElement.scrollHeight")  # grown to fit
+    frame = tab.box("document.querySelector('iframe')")
+    assert frame[3] >= tab.evaluate(f"{inner}.documentElement.scrollHeight")  # grown to fit
     tab.click(*pixel_position(tab, inner, 5, 26, frame[:2]))
     shown = json.loads(tab.evaluate(f"{inner}.getElementById('attention-values').textContent"))
     assert shown["query"] == [5, 26]
@@ -345,11 +335,7 @@ def test_screenshot_shows_the_attention_over_the_photograph(browser, tmp_path):
     tab = browser.open(address(tmp_path / "page.html", (28, 58)))  # the astronaut's face
     shot = tab.screenshot(tmp_path / "explore.png")
     pixels = matplotlib.image.imread(shot)[..., :3]
-    rect = tab.evaluate(
-        "(() => { const r = document.getElementById('picture')"
-        ".getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })()"
-    )
-    left, top, width, height = (round(v) for v in rect)
+    left, top, width, height = (round(v) for v in tab.box("document.getElementById('picture')"))
     drawn = pixels[top : top + height, left : left + width]
     red = (drawn[..., 0] > 0.6) & (drawn[..., 2] < 0.4)
     blue = (drawn[..., 2] > 0.6) & (drawn[..., 0] < 0.4)

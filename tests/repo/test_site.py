@@ -365,3 +365,30 @@ def test_chinese_pages_render_in_a_browser(site, rendered):
             f"no font of the site's Chinese stack ({', '.join(CJK_FONTS)}) is installed: this "
             "browser would show boxes (apt-get install fonts-noto-cjk)"
         )
+
+
+def test_the_explorer_of_notebook_6_works_on_the_site(site, browser_path):
+    """Notebook 6's attention explorer stays interactive on its page, opened from disk: the
+    page's iframe draws a row of weights, a click selects another pixel and draws its row,
+    and nothing is fetched from the network (tests/apps/test_explore.py checks the numbers)."""
+    from browser import Browser
+
+    page = site / "notebooks" / "06_attention_on_images.html"
+    assert "<iframe srcdoc=" in page.read_text(encoding="utf-8"), "no explorer on the page"
+    inner = "document.querySelector('iframe[srcdoc]').contentDocument"
+    row = f"JSON.parse({inner}.getElementById('attention-values').textContent)"
+    with Browser(browser_path) as chromium:
+        tab = chromium.open(page.as_uri(), ready=f"{inner}.body.dataset.ready === 'true'")
+        first = tab.evaluate(row)
+        tab.evaluate(f"{inner}.getElementById('picture').scrollIntoView()")
+        frame = tab.box("document.querySelector('iframe[srcdoc]')")
+        left, top, width, height = tab.box(f"{inner}.getElementById('picture')")
+        tab.click(frame[0] + left + 20.5 * width / 128, frame[1] + top + 100.5 * height / 128)
+        second = tab.evaluate(row)
+        urls = [u for u in tab.requests if not u.startswith(("file:", "data:", "about:"))]
+    for shown in (first, second):
+        weights = shown["values"]
+        assert shown["shape"] == [32, 32] and len(weights) == 32 * 32
+        assert min(weights) >= 0 and abs(sum(weights) - 1) < 1e-9
+    assert second["query"] == [100, 20] and second["values"] != first["values"]
+    assert not urls, f"the explorer fetched {urls}"
