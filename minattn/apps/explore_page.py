@@ -30,7 +30,9 @@ figcaption { color: #454545; font-size: 0.9rem; }
 canvas { display: block; max-width: 100%; height: auto; image-rendering: pixelated; }
 #picture { cursor: crosshair; border: 1px solid #6b6b6b; touch-action: none; }
 #picture:focus-visible { outline: 3px solid #1d4ed8; outline-offset: 2px; }
-.colorbar { display: flex; align-items: center; gap: 0.5rem; margin: 0.3rem 0; font-size: 0.9rem; }
+.colorbar { display: flex; align-items: center; gap: 0.5rem; margin: 0.3rem 0; font-size: 0.9rem;
+            white-space: nowrap; }
+#colorbar { width: 12rem; height: 12px; }
 #status { min-height: 1.5em; font-weight: 600; margin: 0.4rem 0; }
 #status.error { color: #a10000; }
 .maps { display: flex; flex-wrap: wrap; gap: 1rem; }
