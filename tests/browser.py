@@ -1,10 +1,10 @@
 """A headless Chromium driven over the DevTools protocol, for tests that need a real browser.
 
-The browser is found and started the way ``tests/repo/test_site.py`` does it (Debian's
-``chromium``, or whatever ``MINATTN_BROWSER`` names; headless, no sandbox, background
-networking off, a throw-away profile), plus ``--remote-debugging-pipe``: commands and events
-are JSON messages ending in a NUL byte, written to the browser's file descriptor 3 and read
-from its descriptor 4. Standard library only.
+The browser is found and started as ``tests/repo/test_site.py`` starts it to render pages
+(Debian's ``chromium``, or whatever ``MINATTN_BROWSER`` names; ``HEADLESS``: no sandbox,
+background networking off; a throw-away profile), plus ``--remote-debugging-pipe``:
+commands and events are JSON messages ending in a NUL byte, written to the browser's file
+descriptor 3 and read from its descriptor 4. Standard library only.
 
     with Browser(path) as browser:
         tab = browser.open(url)           # waits until the page says it is ready
@@ -27,7 +27,7 @@ import time
 import pytest
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-FLAGS = (
+HEADLESS = (  # no window, no sandbox (root in CI), and nothing fetched in the background
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
@@ -36,13 +36,13 @@ FLAGS = (
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    "--hide-scrollbars",
-    "--remote-debugging-pipe",
 )
+FLAGS = (*HEADLESS, "--hide-scrollbars", "--remote-debugging-pipe")
 TIMEOUT = 60  # seconds for one answer of the browser (two busy cores: be patient)
 
 
 def find_browser():
+    """The browser's path: MINATTN_BROWSER's, or the first of BROWSERS installed, or None."""
     named = os.environ.get("MINATTN_BROWSER")
     if named:
         return shutil.which(named)

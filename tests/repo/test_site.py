@@ -28,10 +28,10 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from browser import HEADLESS, find_browser
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 CJK = re.compile(r"[\u4e00-\u9fff]")
 # the families of stylesheets/extra.css that carry simplified Chinese glyphs
 CJK_FONTS = ("Noto Sans CJK SC", "Source Han Sans SC", "PingFang SC", "Microsoft YaHei")
@@ -222,27 +222,13 @@ def test_exercise_notebooks_are_shown_in_their_student_version(site):
 # ---------------------------------------------------------------- in a browser
 
 
-def browser():
-    named = os.environ.get("MINATTN_BROWSER")
-    if named:
-        return shutil.which(named)  # None (the tests skip) if it is not installed
-    return next((found for name in BROWSERS if (found := shutil.which(name))), None)
-
-
 def render(browser_path, page, query=""):
     """The DOM of a page opened from disk, after its scripts ran."""
     with tempfile.TemporaryDirectory() as profile:
         result = subprocess.run(
             [
                 browser_path,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
+                *HEADLESS,
                 f"--user-data-dir={profile}",
                 "--virtual-time-budget=15000",
                 "--dump-dom",
@@ -299,7 +285,7 @@ def pages_to_render(site):
 
 @pytest.fixture(scope="session")
 def browser_path():
-    found = browser()
+    found = find_browser()
     if not found and os.environ.get("MINATTN_REQUIRE_BROWSER") == "1":
         pytest.fail("MINATTN_REQUIRE_BROWSER=1 but no chromium or chrome is installed")
     if not found:
