@@ -13,6 +13,8 @@ The package is built in layers (docs/architecture.md), each a folder:
 
 The step files are also reachable from here: ``minattn.steps``, ``minattn.resize``,
 ``minattn.layers``, ``minattn.batchnorm``, ``minattn.regions``, ``minattn.reference``.
+``minattn.explore`` (the attention explorer page) lives in ``apps/`` and is imported on first
+use, so that ``import minattn`` does not load the programs.
 """
 
 from .checking.compare import CompareReport, compare_steps
@@ -39,6 +41,7 @@ __all__ = [
     "SqueezeExcitation",
     "batchnorm",
     "compare_steps",
+    "explore",
     "gradcheck",
     "layers",
     "losses",
@@ -51,3 +54,12 @@ __all__ = [
     "steps",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    """``minattn.explore``, imported from apps/ when first asked for."""
+    if name == "explore":
+        from .apps.explore import explore
+
+        return explore
+    raise AttributeError(f"module 'minattn' has no attribute {name!r}")

@@ -98,13 +98,14 @@ def build(name, backend="numpy", dtype=np.float64, seed=0):
 # ---------------------------------------------------------------- STANet's PAM and CDSA
 
 
-def randomize(module, seed=0):
+def randomize(module, seed=0, gain=1.0):
     """Random non-zero parameters and buffers everywhere (gamma 0.7, BatchNorm weights near
     1, running variances in [0.5, 1.5], a few batches tracked), so that no check passes
-    vacuously: gamma = 0, its initial value, would cut the attention branch off."""
+    vacuously: gamma = 0, its initial value, would cut the attention branch off. ``gain``
+    scales the other parameters (larger energies)."""
     rng = np.random.default_rng([seed, 7])
     for name, p in module.params.items():
-        p[...] = rng.uniform(-0.6, 0.6, p.shape)
+        p[...] = gain * rng.uniform(-0.6, 0.6, p.shape)
         if name.endswith("1.weight"):  # BatchNorm weight
             p += 1.0
         if name == "gamma":

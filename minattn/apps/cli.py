@@ -1,4 +1,5 @@
-"""The ``minattn`` command line: demo, gradcheck, bench, exercises, grade, notebooks.
+"""The ``minattn`` command line: demo, gradcheck, bench, explore, train, exercises,
+grade, notebooks.
 
 Bad arguments end in a one-line message and exit status 2, never a traceback.
 """
@@ -46,6 +47,21 @@ def _gradcheck(args):
     return 0 if report.ok else 1
 
 
+def _explore(args):
+    from .explore_inputs import run
+
+    run(
+        module=args.module,
+        photo=args.photo,
+        image=args.image,
+        weights=args.weights,
+        size=args.size,
+        ds=args.ds,
+        out=args.out,
+    )
+    return 0
+
+
 def _train(args):
     import json
 
@@ -86,6 +102,8 @@ def build_parser():
     g.add_argument("--seed", type=int, default=0)
     g.set_defaults(func=_gradcheck)
 
+    _add_explore(sub)
+
     t = sub.add_parser("train", help="learn change detection (STANet in miniature) with attention")
     t.add_argument("--steps", type=int, default=300, help="Adam steps of each model")
     t.add_argument("--seed", type=int, default=0, help="data, initialisation and batch order")
@@ -105,6 +123,19 @@ def build_parser():
     sub.add_parser("grade", help="grade students' exercise notebooks", add_help=False)
     sub.add_parser("notebooks", help="write the course notebooks into a folder", add_help=False)
     return p
+
+
+def _add_explore(sub):
+    e = sub.add_parser("explore", help="a page to point at a pixel and see where it looks")
+    which = e.add_mutually_exclusive_group()
+    which.add_argument("--photo", help="a scikit-image photo (default astronaut)")
+    which.add_argument("--image", metavar="PATH", help="your own picture (PNG, JPEG, ...) instead")
+    e.add_argument("--module", default="bam", choices=["bam", "position", "pam", "cdsa"])
+    e.add_argument("--weights", metavar="FILE.npz", help="a state_dict saved with np.savez")
+    e.add_argument("--size", type=int, default=128, help="resize the photo to SIZE x SIZE")
+    e.add_argument("--ds", type=int, default=None, help="pooling factor (default 4; not position)")
+    e.add_argument("--out", default="attention.html", help="where to write the page")
+    e.set_defaults(func=_explore)
 
 
 def main(argv=None):

@@ -128,6 +128,30 @@ class CDSA(Module):
         self.grads = {"Self_Att." + k: v for k, v in self.Self_Att.grads.items()}
         return dx1, dx2
 
+    # ------------------------------------------------------------ visualisation
+
+    def attention_maps(self, x, queries, scale=None):
+        """Attention rows of chosen query pixels over both images, as maps of the pooled pair.
+
+        x: the pair (x1, x2), each (B, C, H, W); queries: [(row, col), ...] in input pixels
+        of the pair side by side (col < W in image 1, col >= W in image 2); scale (PAM mode
+        only): one of PAM's sizes 1, 2, 4, 8 (None: 1, the whole pair).
+        Returns (B, len(queries), H/ds, 2W/ds): image 1's pooled pixels left, image 2's
+        right (see `BAM.attention_maps` and `PAM.attention_maps`); each map sums to 1.
+        """
+        if not (isinstance(x, tuple | list) and len(x) == 2):
+            raise TypeError(
+                f"x must be the pair (x1, x2) of CDSA's inputs, got {type(x).__name__}"
+                + (f" of length {len(x)}" if isinstance(x, tuple | list) else "")
+            )
+        self._validate_inputs(*x)
+        pair = np.concatenate(x, axis=3)  # as pair_concat: (B, C, H, 2W)
+        if self.mode == "PAM":
+            return self.Self_Att.attention_maps(pair, queries, scale)
+        if scale is not None:
+            raise ValueError(f"scale={scale!r} applies to mode='PAM' only; this CDSA uses BAM")
+        return self.Self_Att.attention_maps(pair, queries)
+
 
 def stanet_weights_init(module, rng):
     """STANet's ``weights_init``: conv weights N(0, 0.02), BatchNorm weights N(1, 0.02), biases 0.

@@ -36,8 +36,9 @@ Where STANet's original fails, PAM raises a clear error instead:
 
 import numpy as np
 
-from ..backend import attend_backward, attend_forward
-from ..validate import validate_array, validate_positive_int, validate_seed
+from ..backend import attend_backward, attend_forward, attention_rows
+from ..validate import validate_array, validate_choice, validate_positive_int, validate_seed
+from .bam import query_indices
 from .base import Module
 
 
@@ -249,6 +250,69 @@ class PAM(Module):
             dz, c_conv
         )
         return dx
+
+    # ------------------------------------------------------------ visualisation
+
+    def query_key(self, x, scale=None):
+        """The query and key that one stage attends with: x (B, C, H, 2W) -> two (B, Ck, h, 2w).
+
+        ``scale`` is one of ``sizes`` (None: the first). As in forward: pool, 1x1
+        convolution, then BatchNorm in the module's mode; the running statistics are left
+        as they are.
+        """
+        self._validate_inputs(x)
+        self._validate_params()
+        i = self.sizes.index(self._scale(scale))
+        pooled = x if self.ds == 1 else self.ops.avg_pool_forward(x, self.ds)[0]
+        P, buf, projected = self.params, self.buffers, []
+        for branch in ("f_query.", "f_key."):
+            conv, bn = f"stages.{i}.{branch}0.", f"stages.{i}.{branch}1."
+            z, _ = self.ops.conv1x1_forward(pooled, P[conv + "weight"], P[conv + "bias"])
+            (out, _, _), _ = self.ops.batchnorm_forward(
+                z,
+                P[bn + "weight"],
+                P[bn + "bias"],
+                buf[bn + "running_mean"],
+                buf[bn + "running_var"],
+                self.training,
+            )
+            projected.append(out)
+        return tuple(projected)
+
+    def attention_maps(self, x, queries, scale=None):
+        """Attention rows of chosen query pixels at one scale, without forming any n x n matrix.
+
+        x: (B, C, H, 2W); queries: [(row, col), ...] in input pixels of the pair (col < W in
+        image 1, col >= W in image 2); scale: one of ``sizes`` (None: the first).
+        Returns (B, len(queries), H/ds, 2W/ds): each query's weights over the pixels of its
+        region (its cell in both images), zero outside the region; each map sums to 1.
+        """
+        query, key = self.query_key(x, scale)  # (B, Ck, h, 2w)
+        B, Ck, h, w2 = query.shape
+        rows = query_indices(queries, x.shape[2], x.shape[3], self.ds)
+        members = region_members(self.ops, h, w2, self._scale(scale))  # (s*s, n)
+        region_of = np.empty(h * w2, dtype=np.intp)
+        region_of[members] = np.arange(len(members))[:, None]
+        q2, k2 = query.reshape(B, Ck, h * w2), key.reshape(B, Ck, h * w2)
+        maps = np.zeros((B, len(rows), h * w2), dtype=self.dtype)
+        for m, row in enumerate(rows):
+            region = members[region_of[row]]
+            weights = attention_rows(self.ops, q2[:, :, [row]], k2[:, :, region], self.scale)
+            maps[:, m, region] = weights[:, 0]  # (B, n): the query's row within its region
+        return maps.reshape(B, len(rows), h, w2)
+
+    def _scale(self, scale):
+        return self.sizes[0] if scale is None else validate_choice(scale, "scale", self.sizes)
+
+
+def region_members(ops, h, w2, scale):
+    """Flat indices into the pooled pair (h, 2w) of each region's pixels: (scale**2, n).
+
+    Region and pixel order are region_split's: the regions are cut from a map of indices.
+    """
+    index = np.arange(h * w2, dtype=np.float64).reshape(1, 1, h, w2)
+    regions, _ = ops.region_split_forward(index, scale)  # (scale**2, 1, n)
+    return regions[:, 0].astype(np.intp)
 
 
 def pam_init(seed, dtype, in_channels, key_channels, out_channels, n_stages):

@@ -30,10 +30,10 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from browser import HEADLESS, find_browser
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 CJK = re.compile(r"[\u4e00-\u9fff]")
 # the families of stylesheets/extra.css that carry simplified Chinese glyphs
 CJK_FONTS = ("Noto Sans CJK SC", "Source Han Sans SC", "PingFang SC", "Microsoft YaHei")
@@ -282,27 +282,13 @@ def test_exercise_notebooks_are_shown_in_their_student_version(site):
 # ---------------------------------------------------------------- in a browser
 
 
-def browser():
-    named = os.environ.get("MINATTN_BROWSER")
-    if named:
-        return shutil.which(named)  # None (the tests skip) if it is not installed
-    return next((found for name in BROWSERS if (found := shutil.which(name))), None)
-
-
 def render(browser_path, page, query=""):
     """The DOM of a page opened from disk, after its scripts ran."""
     with tempfile.TemporaryDirectory() as profile:
         result = subprocess.run(
             [
                 browser_path,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
+                *HEADLESS,
                 f"--user-data-dir={profile}",
                 "--virtual-time-budget=15000",
                 "--dump-dom",
@@ -359,7 +345,7 @@ def pages_to_render(site):
 
 @pytest.fixture(scope="session")
 def browser_path():
-    found = browser()
+    found = find_browser()
     if not found and os.environ.get("MINATTN_REQUIRE_BROWSER") == "1":
         pytest.fail("MINATTN_REQUIRE_BROWSER=1 but no chromium or chrome is installed")
     if not found:
@@ -449,3 +435,30 @@ def test_chinese_pages_render_in_a_browser(site, rendered):
             f"no font of the site's Chinese stack ({', '.join(CJK_FONTS)}) is installed: this "
             "browser would show boxes (apt-get install fonts-noto-cjk)"
         )
+
+
+def test_the_explorer_of_notebook_6_works_on_the_site(site, browser_path):
+    """Notebook 6's attention explorer stays interactive on its page, opened from disk: the
+    page's iframe draws a row of weights, a click selects another pixel and draws its row,
+    and nothing is fetched from the network (tests/apps/test_explore.py checks the numbers)."""
+    from browser import Browser
+
+    page = site / "notebooks" / "06_attention_on_images.html"
+    assert "<iframe srcdoc=" in page.read_text(encoding="utf-8"), "no explorer on the page"
+    inner = "document.querySelector('iframe[srcdoc]').contentDocument"
+    row = f"JSON.parse({inner}.getElementById('attention-values').textContent)"
+    with Browser(browser_path) as chromium:
+        tab = chromium.open(page.as_uri(), ready=f"{inner}.body.dataset.ready === 'true'")
+        first = tab.evaluate(row)
+        tab.evaluate(f"{inner}.getElementById('picture').scrollIntoView()")
+        frame = tab.box("document.querySelector('iframe[srcdoc]')")
+        left, top, width, height = tab.box(f"{inner}.getElementById('picture')")
+        tab.click(frame[0] + left + 20.5 * width / 128, frame[1] + top + 100.5 * height / 128)
+        second = tab.evaluate(row)
+        urls = [u for u in tab.requests if not u.startswith(("file:", "data:", "about:"))]
+    for shown in (first, second):
+        weights = shown["values"]
+        assert shown["shape"] == [32, 32] and len(weights) == 32 * 32
+        assert min(weights) >= 0 and abs(sum(weights) - 1) < 1e-9
+    assert second["query"] == [100, 20] and second["values"] != first["values"]
+    assert not urls, f"the explorer fetched {urls}"
