@@ -255,7 +255,9 @@ def cheat(fn, e):
     module = "resize" if fn.startswith(("avg_pool", "upsample", "bilinear")) else "steps"
     direct = f"def {fn}(*args):\n    return {module}.{fn}(*args)\n"
     imported = (
-        f"def {fn}(*args):\n    from minattn.ops.{module} import {fn} as mine\n    return mine(*args)\n"
+        f"def {fn}(*args):\n"
+        f"    from minattn.ops.{module} import {fn} as mine\n"
+        f"    return mine(*args)\n"
     )
     hidden = (  # no "minattn" in the source: caught when the package's function is called
         f"def {fn}(*args):\n"
