@@ -474,8 +474,9 @@ def avg_pool_back_index(dout, cache):
 
 
 def softmax_overflows(energy):  # the textbook formula: inf / inf = nan for energies > 709
-    e = np.exp(energy)
-    attention = e / e.sum(axis=-1, keepdims=True)
+    with np.errstate(over="ignore", invalid="ignore"):
+        e = np.exp(energy)
+        attention = e / e.sum(axis=-1, keepdims=True)
     return attention, attention
 
 
