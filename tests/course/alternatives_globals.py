@@ -57,6 +57,22 @@ def softmax_forward(energy):
     return attention, attention
 '''
 
+CACHED_SUBSCRIPTS = '''
+import functools
+
+import numpy as np
+
+
+@functools.lru_cache(maxsize=None)
+def subscripts(batched=True):
+    """The einsum of the energy, for a batch or one image: a decorated helper."""
+    return "bci,bcj->bij" if batched else "ci,cj->ij"
+
+
+def energy_forward(query, key):
+    return np.einsum(subscripts(), query, key), (query, key)
+'''
+
 CACHED_WEIGHTS = '''
 import functools
 
@@ -179,6 +195,7 @@ def channel_attention_backward(dy, fwd):
 SNIPPETS = [
     ("02_seven_steps", ("bilinear_matrix", "upsample_forward"), MODES_LIST),
     ("02_seven_steps", ("softmax_forward",), SOFTMAX_CLASS),
+    ("02_seven_steps", ("energy_forward",), CACHED_SUBSCRIPTS),
     ("02_seven_steps", ("bilinear_matrix",), CACHED_WEIGHTS),
     ("03_backward_pass", ("conv1x1_backward",), AXES_DICT),
     (
