@@ -152,8 +152,4 @@ def share(ratio):
     """The "ok" detail of a values part: the largest error as a share of what rounding allows."""
     if ratio == 0:
         return "exact in every case"
-    return (
-        f"largest error {ratio:.0%} of what rounding allows"
-        if ratio >= 0.01
-        else (f"largest error {ratio:.0e} of what rounding allows")
-    )
+    return f"largest error {100 * ratio:.2g}% of what rounding allows"
