@@ -12,25 +12,19 @@ same inputs in extended precision, with the error budget of `budgets` (see `accu
     float32        the same in float32; the result must stay float32
     robust inputs  read-only, non-contiguous inputs; nothing the function gets may change
 
-Central finite differences are not part of the tests any more: the truth is the exact
-gradient, which finite differences only approximate (to about 1e-10).
+A backward step needs no finite differences: the truth is the exact gradient, which
+finite differences only approximate (to about 1e-10).
 """
 
 import numpy as np
 
-from ...ops import resize, steps
+from ...ops import resize
 from .accuracy import EXACT, exact, expect_close, expect_close_in_norm, share
-from .budgets import backward_budget, bilinear_matrix_budget, forward_budget
+from .budgets import STEP_FUNCTIONS, backward_budget, bilinear_matrix_budget, forward_budget
 from .catalog import Exercise, Part, standard_parts
 from .tools import Fail, as_tuple, call, fmt_index, frozen, snapshot, unchanged
 
-REF = {
-    name: getattr(module, name)
-    for module in (steps, resize)
-    for name in vars(module)
-    if name.endswith(("_forward", "_backward"))
-}
-REF["bilinear_matrix"] = resize.bilinear_matrix
+REF = {**STEP_FUNCTIONS, "bilinear_matrix": resize.bilinear_matrix}
 
 
 # ---------------------------------------------------------------- random cases
