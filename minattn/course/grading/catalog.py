@@ -61,6 +61,9 @@ class Exercise:
     replaces: tuple = ()  # the package functions it re-implements (calling them is flagged)
     context: Callable | None = None  # context(functions) -> "in BAM, the first wrong ..."
     expected_error: str = ""  # what the check cell says a correct solution gets
+    # seconds the student's own functions may run over all the hidden tests (the notebook
+    # says it next to the exercise; the grader's own computations do not count)
+    time_limit: float = 60.0
 
 
 @dataclass

@@ -1,30 +1,30 @@
 """Hidden tests of the step exercises: the seven steps, the pooling and the resize.
 
 Forward steps are written in notebook 2, backward steps in notebook 3. Every step is
-checked the same way, against the package's own function of the same name (bound
-here at import, so a later patch of ``minattn.steps`` cannot move the reference):
+checked the same way, against the truth: the package's own function of the same name
+(bound here at import, so a later patch of ``minattn.steps`` cannot move it) run on the
+same inputs in extended precision, with the error budget of `budgets` (see `accuracy`):
 
     values         float64, three random cases (B = 2, 3, 1; h != w; random channel
-                   counts), plus central finite differences for a backward step, and for
-                   a forward step whether its cache works with the package's backward
+                   counts; a softmax case with energies in the hundreds); for a forward
+                   step also its cache: the package's backward fed it must give the exact
+                   gradient at the student's output
     float32        the same in float32; the result must stay float32
     robust inputs  read-only, non-contiguous inputs; nothing the function gets may change
+
+A backward step needs no finite differences: the truth is the exact gradient, which
+finite differences only approximate (to about 1e-10).
 """
 
 import numpy as np
 
-from ...checking.gradcheck import numerical_gradient
-from ...ops import resize, steps
+from ...ops import resize
+from .accuracy import EXACT, exact, expect_close, expect_close_in_norm, share
+from .budgets import STEP_FUNCTIONS, backward_budget, bilinear_matrix_budget, forward_budget
 from .catalog import Exercise, Part, standard_parts
-from .tools import Fail, as_tuple, call, expect_array, fmt_index, frozen, snapshot, unchanged
+from .tools import Fail, as_tuple, call, fmt_index, frozen, snapshot, unchanged
 
-REF = {
-    name: getattr(module, name)
-    for module in (steps, resize)
-    for name in vars(module)
-    if name.endswith(("_forward", "_backward"))
-}
-REF["bilinear_matrix"] = resize.bilinear_matrix
+REF = {**STEP_FUNCTIONS, "bilinear_matrix": resize.bilinear_matrix}
 
 
 # ---------------------------------------------------------------- random cases
@@ -82,11 +82,19 @@ def _case_scale(rng, B, dtype, index):
 def _case_softmax(rng, B, dtype, index):
     h, w = _grid(rng)
     n = h * w
-    # the second case has energies in the hundreds: exp overflows unless the row max goes first
-    spread = (3.0, 400.0 if dtype == np.float64 else 60.0, 1.0)[index % 3]
-    energy = (rng.standard_normal((B, n, n)) * spread).astype(dtype)
-    note = f", energies up to {np.abs(energy).max():.0f}" if spread > 10 else ""
-    return (energy,), f"B={B}, N={n}{note}"
+    energy = rng.standard_normal((B, n, n))
+    note = ""
+    if index % 3 == 1:
+        # energies in the hundreds, above where exp overflows (e^709 in float64, e^88 in
+        # float32): only a softmax that subtracts a shift first stays finite
+        top = rng.uniform(750, 950) if dtype == np.float64 else rng.uniform(120, 240)
+        energy *= top / np.abs(energy).max()
+        if -energy.min() > energy.max():
+            energy = -energy
+        note = f", energies up to {top:.0f}"
+    else:
+        energy *= (3.0, 1.0, 1.0)[index % 3]
+    return (energy.astype(dtype),), f"B={B}, N={n}{note}"
 
 
 def _case_weighted_sum(rng, B, dtype, index):
@@ -134,7 +142,35 @@ def _case_upsample(mode):
     return case
 
 
-# ---------------------------------------------------------------- forward steps
+# ---------------------------------------------------------------- the truth
+
+
+def bilinear_exact(n_in, ds):
+    """`resize.bilinear_matrix` in extended precision (its weights are multiples of
+    1 / (2 ds); the package computes them in float64, so they are rebuilt here)."""
+    o = np.arange(n_in * ds).astype(EXACT)
+    s = np.maximum((o + EXACT(0.5)) / ds - EXACT(0.5), 0)
+    i0 = np.floor(s).astype(int)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    frac = s - i0
+    M = np.zeros((n_in * ds, n_in), dtype=EXACT)
+    rows = np.arange(n_in * ds)
+    np.add.at(M, (rows, i0), 1 - frac)
+    np.add.at(M, (rows, i1), frac)
+    return M
+
+
+def truth_forward(name, args):
+    """(out, cache) of a forward step on ``args``, in extended precision."""
+    if name == "upsample_forward" and args[2] == "bilinear":
+        x, ds, mode = args
+        Mh, Mw = (bilinear_exact(n, ds) for n in x.shape[2:])
+        return Mh @ exact(x) @ Mw.T, (ds, mode, (Mh, Mw))
+    return REF[name](*exact(args))
+
+
+def _tuple(x):
+    return x if isinstance(x, tuple) else (x,)
 
 
 def _describe(name, i, n):
@@ -143,120 +179,123 @@ def _describe(name, i, n):
     return f"array {i} of what {name} returns"
 
 
-def forward_parts(name, cases, out_name):
-    """The three parts of a forward-step exercise (see the module docstring)."""
-    backward = REF[name.replace("_forward", "_backward")]
+def _where(desc, dtype, robust, inputs="inputs"):
+    extra = f", read-only non-contiguous {inputs}" if robust else ""
+    return f" ({np.dtype(dtype).name}, {desc}{extra})"
+
+
+# ---------------------------------------------------------------- forward steps
+
+
+def forward_parts(name, cases, out_name, stub_names=()):
+    """The three parts of a forward-step exercise (see the module docstring).
+
+    stub_names: names the return line after the student's code uses, for the feedback.
+    """
 
     def run(functions, rng, dtype, *, robust=False):
         worst = 0.0
         for index, B in enumerate((2, 3, 1)):
             for case in cases:
                 args, desc = case(rng, B, dtype, index)
-                where = f" ({np.dtype(dtype).name}, {desc}"
-                where += ", read-only non-contiguous inputs)" if robust else ")"
+                where = _where(desc, dtype, robust)
                 given = frozen(args) if robust else snapshot(args)
                 before = snapshot(given)
-                expected, ref_cache = REF[name](*args)
-                result = call(functions[name], *given, name=name, where=where)
+                truth, cache_truth = truth_forward(name, args)
+                result = _call_stub(functions[name], given, name, where, stub_names)
                 out, cache = as_tuple(result, 2, name, "things (out, cache)")
-                worst = max(worst, expect_array(out, expected, name=out_name, where=where))
+                budget = forward_budget(name, args)
+                worst = max(
+                    worst, expect_close(out, truth, budget, name=out_name, dtype=dtype, where=where)
+                )
                 if robust and not unchanged(before, given):
                     raise Fail(f"{name} changed its input in place{where}")
-                # the cache is what the backward step will get: it must do the same job
-                dout = _normal(rng, expected.shape, dtype)
-                want = backward(dout, ref_cache)
-                try:
-                    got = backward(dout, cache)
-                except Exception as e:
-                    raise Fail(
-                        f"the cache your {name} returns does not work with the backward step "
-                        f"({type(e).__name__}: {str(e)[:100]}){where}"
-                    ) from None
-                for i, (g, w) in enumerate(zip(_tuple(got), _tuple(want), strict=True)):
-                    if w is None:
-                        continue
-                    expect_array(
-                        g, w, name=f"the backward step's output {i} from your cache", where=where
-                    )
+                if name == "softmax_forward":  # the cache is the output: judge yours as exact
+                    cache_truth = exact(np.asarray(out))
+                dout = _normal(rng, truth.shape, dtype)
+                check_cache(name.replace("_forward", "_backward"), cache, cache_truth, dout, where)
         return worst
 
     def values(functions, rng):
-        return f"max error {run(functions, rng, np.float64):.0e} relative to the arrays' size"
+        return share(run(functions, rng, np.float64))
 
     return standard_parts(values, run)
 
 
-def _tuple(x):
-    return x if isinstance(x, tuple) else (x,)
+def _call_stub(function, given, name, where, stub_names):
+    try:
+        return call(function, *given, name=name, where=where)
+    except Fail as e:
+        if any(f"name '{n}' is not defined" in str(e) for n in stub_names):
+            names = ", ".join(stub_names)
+            raise Fail(f"{e} (the return lines after your code use {names}: define them)") from None
+        raise
+
+
+def check_cache(backward_name, cache, cache_truth, dout, where):
+    """The package's backward step fed your cache gives the exact gradient at your output.
+
+    The cache is what the backward step will get. The truth is the exact backward for
+    the inputs and your output (so the rounding of your forward is not held against it);
+    compared in norm, which is what a gradient step sees. The backward runs in the dtype
+    of dout (and of your cache): its own rounding is in the budget.
+    """
+    try:
+        got = _tuple(REF[backward_name](dout, cache))
+    except Exception as e:
+        raise Fail(
+            f"the cache your {backward_name.replace('_backward', '_forward')} returns does not "
+            f"work with the backward step ({type(e).__name__}: {str(e)[:100]}){where}"
+        ) from None
+    truth = _tuple(REF[backward_name](exact(dout), cache_truth))
+    budgets = backward_budget(backward_name, dout, cache_truth)
+    for i, (g, t, b) in enumerate(zip(got, truth, budgets, strict=True)):
+        if t is not None:
+            name = f"the backward step's output {i} from your cache"
+            expect_close_in_norm(g, t, b, name=name, dtype=dout.dtype, where=where)
 
 
 # ---------------------------------------------------------------- backward steps
 
 
-def backward_parts(name, cases, grad_names, diff_args):
+def backward_parts(name, cases, grad_names):
     """The three parts of a backward-step exercise.
 
-    grad_names: names of the arrays the backward returns ("dquery", "dkey").
-    diff_args: for each of them, the index of the forward's argument it is the gradient of.
+    grad_names: names of the arrays the backward returns ("dquery", "dkey"). Each is
+    compared with the exact gradient for the given dout and cache, within its budget.
     """
     forward = REF[name.replace("_backward", "_forward")]
     n_grads = len(grad_names)
 
-    def run(functions, rng, dtype, *, robust=False, fd=False):
+    def run(functions, rng, dtype, *, robust=False):
         worst = 0.0
         for index, B in enumerate((2, 3, 1)):
             for case in cases:
                 args, desc = case(rng, B, dtype, index)
-                where = f" ({np.dtype(dtype).name}, {desc}"
-                where += ", read-only non-contiguous dout and cache)" if robust else ")"
+                where = _where(desc, dtype, robust, "dout and cache")
                 out, cache = forward(*args)
                 dout = _normal(rng, out.shape, dtype)
-                expected = _tuple(REF[name](dout, cache))
+                truth = _tuple(REF[name](exact(dout), exact(cache)))
+                budgets = backward_budget(name, dout, cache)
                 given = frozen((dout, cache)) if robust else snapshot((dout, cache))
                 before = snapshot(given)
                 result = call(functions[name], *given, name=name, where=where)
                 got = as_tuple(result, n_grads, name)
-                for i, (g, e) in enumerate(zip(got, expected, strict=True)):
+                for i, (g, t, b) in enumerate(zip(got, truth, budgets, strict=True)):
                     label = f"{grad_names[i]} ({_describe(name, i, n_grads)})"
-                    if e is None:
+                    if t is None:
                         if g is not None:
                             raise Fail(f"{label} must be None here{where}")
                         continue
-                    worst = max(worst, expect_array(g, e, name=label, where=where))
+                    worst = max(worst, expect_close(g, t, b, name=label, dtype=dtype, where=where))
                 if robust and not unchanged(before, given):
                     raise Fail(f"{name} changed dout or the cache in place{where}")
-                if fd and index == 0:
-                    _finite_differences(forward, args, dout, got, grad_names, diff_args, where)
         return worst
 
     def values(functions, rng):
-        worst = run(functions, rng, np.float64, fd=True)
-        return f"max error {worst:.0e} relative to the arrays' size; finite differences agree"
+        return share(run(functions, rng, np.float64))
 
     return standard_parts(values, run)
-
-
-def _finite_differences(forward, args, dout, got, grad_names, diff_args, where):
-    """The student's gradients against central differences of L = sum(forward(...) * dout)."""
-    for i, arg_index in enumerate(diff_args):
-        if got[i] is None or args[arg_index] is None:
-            continue
-
-        def loss(v, arg_index=arg_index):
-            perturbed = list(args)
-            perturbed[arg_index] = v
-            return float(np.sum(forward(*perturbed)[0] * dout))
-
-        numeric = numerical_gradient(loss, np.array(args[arg_index], dtype=np.float64))
-        analytic = np.asarray(got[i], dtype=np.float64)
-        diff = np.abs(analytic - numeric)
-        allowed = 1e-6 * (np.abs(analytic) + np.abs(numeric)) + 1e-7 * np.abs(numeric).max()
-        if (diff > allowed).any():
-            w = np.unravel_index(int(np.argmax(diff / np.maximum(allowed, 1e-300))), diff.shape)
-            raise Fail(
-                f"{grad_names[i]} disagrees with finite differences at index {fmt_index(w)}: "
-                f"yours {analytic[w]:+.6e}, numeric {numeric[w]:+.6e}{where}"
-            )
 
 
 # ---------------------------------------------------------------- the bilinear weights
@@ -265,24 +304,26 @@ def _finite_differences(forward, args, dout, got, grad_names, diff_args, where):
 def bilinear_parts():
     cases = ((3, 2), (4, 3), (5, 4), (1, 2), (2, 1), (6, 2))
 
-    def values(functions, rng):
+    def run(functions, dtype, chosen):
         worst = 0.0
-        for n_in, ds in cases:
-            where = f" (n_in={n_in}, ds={ds})"
-            got = call(functions["bilinear_matrix"], n_in, ds, name="bilinear_matrix", where=where)
-            expected = REF["bilinear_matrix"](n_in, ds)
-            worst = max(worst, expect_array(got, expected, name="the matrix", where=where))
-        return f"max error {worst:.0e}"
+        for n_in, ds in chosen:
+            args = (n_in, ds) if dtype is None else (n_in, ds, dtype)
+            where = f" (n_in={n_in}, ds={ds}{'' if dtype is None else ', dtype=np.float32'})"
+            got = call(functions["bilinear_matrix"], *args, name="bilinear_matrix", where=where)
+            truth, budget = bilinear_exact(n_in, ds), bilinear_matrix_budget(n_in)
+            worst = max(
+                worst,
+                expect_close(
+                    got, truth, budget, name="the matrix", dtype=dtype or np.float64, where=where
+                ),
+            )
+        return worst
+
+    def values(functions, rng):
+        return share(run(functions, None, cases))
 
     def float32(functions, rng):
-        for n_in, ds in cases[:3]:
-            where = f" (n_in={n_in}, ds={ds}, dtype=np.float32)"
-            got = call(
-                functions["bilinear_matrix"], n_in, ds, np.float32, name="bilinear_matrix",
-                where=where,
-            )  # fmt: skip
-            expected = REF["bilinear_matrix"](n_in, ds, np.float32)
-            expect_array(got, expected, name="the matrix", where=where)
+        run(functions, np.float32, cases[:3])
 
     return (Part("values", 0.8, values), Part("float32", 0.2, float32))
 
@@ -330,7 +371,7 @@ def context_bam(interpolation="bilinear", seed=0):
 
 # ---------------------------------------------------------------- the exercises
 
-F64 = "should be around 1e-16 (the same numbers up to rounding)"
+F64 = "is a few roundings: about 1e-16 of the size of the terms it sums, in float64"
 
 _CASES = {
     "conv1x1": (_case_conv1x1,),
@@ -346,14 +387,14 @@ _CASES = {
 }
 
 
-def _forward(step, points, out_name, summary):
+def _forward(step, points, out_name, summary, stub_names=()):
     name = f"{step}_forward"
     return Exercise(
         id=name,
         notebook="02_seven_steps",
         functions=(name,),
         points=points,
-        parts=forward_parts(name, _CASES[step], out_name),
+        parts=forward_parts(name, _CASES[step], out_name, stub_names),
         summary=summary,
         replaces=(name,),
         context=bam_context(name),
@@ -361,14 +402,14 @@ def _forward(step, points, out_name, summary):
     )
 
 
-def _backward(step, points, grad_names, diff_args, summary):
+def _backward(step, points, grad_names, summary):
     name = f"{step}_backward"
     return Exercise(
         id=name,
         notebook="03_backward_pass",
         functions=(name,),
         points=points,
-        parts=backward_parts(name, _CASES[step], grad_names, diff_args),
+        parts=backward_parts(name, _CASES[step], grad_names),
         summary=summary,
         replaces=(name,),
         context=bam_context(name),
@@ -376,6 +417,7 @@ def _backward(step, points, grad_names, diff_args, summary):
     )
 
 
+# the names are the notebooks' (the exercise's text, or the stub's return line)
 FORWARD = (
     _forward("avg_pool", 2, "pooled", "average pooling by ds"),
     _forward("conv1x1", 2, "out", "step 1: a 1x1 convolution"),
@@ -393,21 +435,21 @@ FORWARD = (
         parts=bilinear_parts(),
         summary="the bilinear interpolation weights (align_corners=False)",
         replaces=("bilinear_matrix",),
-        expected_error="should be exactly 0 (or around 1e-16)",
+        expected_error="is exactly 0, or a few times 1e-16",
     ),
-    _forward("upsample", 2, "out", "the resize back, nearest and bilinear"),
-    _forward("residual", 1, "out", "step 7: the residual"),
+    _forward("upsample", 2, "out", "the resize back, nearest and bilinear", ("out", "Mh", "Mw")),
+    _forward("residual", 1, "z", "step 7: the residual"),
 )
 
 BACKWARD = (
-    _backward("residual", 1, ("dx", "df", "dgamma"), (0, 1, 2), "step 7 backward"),
-    _backward("upsample", 2, ("dx",), (0,), "the resize's backward, nearest and bilinear"),
-    _backward("unflatten", 1, ("dx",), (0,), "step 6 backward"),
-    _backward("weighted_sum", 2, ("dvalue", "dattention"), (0, 1), "step 5 backward"),
-    _backward("softmax", 3, ("denergy",), (0,), "the softmax backward, without its Jacobian"),
-    _backward("scale", 1, ("denergy",), (0,), "step 4 backward"),
-    _backward("energy", 2, ("dquery", "dkey"), (0, 1), "step 3 backward: the energy"),
-    _backward("flatten", 1, ("dx",), (0,), "step 2 backward"),
-    _backward("conv1x1", 3, ("dx", "dweight", "dbias"), (0, 1, 2), "step 1 backward"),
-    _backward("avg_pool", 2, ("dx",), (0,), "average pooling backward"),
+    _backward("residual", 1, ("dx", "df", "dgamma"), "step 7 backward"),
+    _backward("upsample", 2, ("dx",), "the resize's backward, nearest and bilinear"),
+    _backward("unflatten", 1, ("dx",), "step 6 backward"),
+    _backward("weighted_sum", 2, ("dvalue", "dattention"), "step 5 backward"),
+    _backward("softmax", 3, ("dscaled",), "the softmax backward, without its Jacobian"),
+    _backward("scale", 1, ("denergy",), "step 4 backward"),
+    _backward("energy", 2, ("dquery", "dkey"), "step 3 backward: the energy"),
+    _backward("flatten", 1, ("dx",), "step 2 backward"),
+    _backward("conv1x1", 3, ("dx", "dweight", "dbias"), "step 1 backward"),
+    _backward("avg_pool", 2, ("dx",), "average pooling backward"),
 )

@@ -160,7 +160,8 @@ def _close_number(got, want, what, case):
 
 def vacuous_parts():
     def values(functions, rng):
-        for case in ("float32", "gamma_zero", "healthy", "missing_scale"):
+        # no_row_sum has a row that is small in one column only: not vacuous, it fails
+        for case in ("float32", "gamma_zero", "healthy", "missing_scale", "no_row_sum"):
             rep = report(case)
             want = {
                 r.name for r in rep.rows if max(abs(r.analytic), abs(r.numeric)) < rep.resolution

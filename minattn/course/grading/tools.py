@@ -1,24 +1,15 @@
-"""What every hidden test uses: calling a student's function safely, and comparing arrays.
+"""What every hidden test uses: calling a student's function safely, and its inputs.
 
 A hidden test either returns (its part of the exercise passed) or raises `Fail` with
 one line of feedback that names the first wrong intermediate, the worst index and the
-two values there. Tolerances are tight on purpose: a 0.1% error in any element of
-any returned array must fail.
-
-    float64   |yours - expected| <= 1e-6 |expected| + 1e-9 max|expected|
-    float32   |yours - expected| <= 1e-4 |expected| + 1e-5 max|expected|
-
-The absolute term is relative to the whole array, so an element that is the result of
-a cancellation (a softmax gradient near 0) does not fail on rounding, while an error
-of 1e-3 relative to any element larger than 1e-6 of the array's scale does.
+two values there. How returned numbers are judged (by their error, within what rounding
+allows) is `minattn.course.grading.accuracy`.
 """
 
 import contextlib
 import tracemalloc
 
 import numpy as np
-
-TOLERANCES = {np.dtype(np.float64): (1e-6, 1e-9), np.dtype(np.float32): (1e-4, 1e-5)}
 
 
 class Fail(Exception):
@@ -43,10 +34,6 @@ class OutOfTime(BaseException):  # noqa: N818 -- a BaseException: no `except Exc
 
 class OverMemory(Fail):
     """The student's function needed more memory than the cap it was called with."""
-
-
-def tolerances(dtype):
-    return TOLERANCES.get(np.dtype(dtype), TOLERANCES[np.dtype(np.float64)])
 
 
 def fmt_index(index):
@@ -122,48 +109,6 @@ def as_tuple(result, n, name, what="arrays"):
     if len(result) != n:
         raise Fail(f"{name} must return {n} {what}, got {len(result)}")
     return tuple(result)
-
-
-def expect_array(got, expected, *, name, where="", dtype=None, validate_dtype=True, scale=0.0):
-    """Compare one returned array with the expected one; raise `Fail` on any difference.
-
-    name: what the array is ("dkey, the 2nd array softmax_backward returns").
-    where: the case, e.g. " (float64, B=2, N=12)". dtype: the dtype the result must
-    have (default: expected's). scale: a floor for the array's scale, for an array that
-    is zero by mathematics (the key bias's gradient: rounding noise around 0, whose
-    right size is that of the terms summed into it). Returns the largest error relative
-    to the array's scale.
-    """
-    if got is None:
-        raise Fail(f"{name}: yours is None{where}")
-    if not isinstance(got, np.ndarray | np.generic):
-        raise Fail(f"{name}: yours is a {type(got).__name__}, expected a NumPy array{where}")
-    got = np.asarray(got)
-    expected = np.asarray(expected)
-    if got.shape != expected.shape:
-        raise Fail(f"{name}: yours has shape {got.shape}, expected {expected.shape}{where}")
-    want = np.dtype(dtype if dtype is not None else expected.dtype)
-    if validate_dtype and got.dtype != want:
-        raise Fail(f"{name}: yours has dtype {got.dtype}, expected {want}{where}")
-    if got.size == 0:
-        return 0.0
-    if not np.issubdtype(got.dtype, np.number):
-        raise Fail(f"{name}: yours has dtype {got.dtype}, expected numbers{where}")
-    rtol, atol = tolerances(want)
-    g = got.astype(np.float64)
-    e = expected.astype(np.float64)
-    scale = max(float(np.max(np.abs(e))), float(scale), 1e-300)
-    diff = np.abs(g - e)
-    allowed = rtol * np.abs(e) + atol * scale
-    bad = ~np.isfinite(g) | (diff > allowed)
-    if bad.any():
-        excess = np.where(np.isfinite(g), diff / allowed, np.inf)
-        worst = np.unravel_index(int(np.argmax(excess)), g.shape)
-        raise Fail(
-            f"{name} at index {fmt_index(worst)}: yours {g[worst]:+.6e}, "
-            f"expected {e[worst]:+.6e}{where}"
-        )
-    return float(np.max(diff) / scale)
 
 
 def readonly(a):
