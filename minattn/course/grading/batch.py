@@ -113,8 +113,10 @@ def build_parser():
         ("--exercise-timeout", "exercise_timeout",
          "an exercise whose functions run longer in all gets 0"),
     ):  # fmt: skip
-        p.add_argument(flag, type=float, default=runner.DEFAULTS[key], metavar="S",
-                       help=f"{help_text} (default %(default)g)")  # fmt: skip
+        default = runner.DEFAULTS[key]
+        shown = f"{default:g}" if default else "each exercise's time limit, stated in its notebook"
+        p.add_argument(flag, type=float, default=default, metavar="S",
+                       help=f"{help_text} (default {shown})")  # fmt: skip
     return p
 
 

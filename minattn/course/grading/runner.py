@@ -27,7 +27,8 @@ from .registry import EXERCISES, for_notebook, notebooks
 from .sandbox import Sandbox
 from .tools import OutOfTime
 
-DEFAULTS = {"cell_timeout": 120.0, "total_timeout": 300.0, "exercise_timeout": 60.0}
+# exercise_timeout None: each exercise's own time limit (Exercise.time_limit, in its notebook)
+DEFAULTS = {"cell_timeout": 120.0, "total_timeout": 300.0, "exercise_timeout": None}
 
 
 @dataclass
@@ -165,13 +166,14 @@ def grade(path, *, seed=0, sandbox=None, run=True, **limits):
     return report
 
 
-def grade_submission(exercises, submission, sandbox, *, seed=0, exercise_timeout=60.0,
+def grade_submission(exercises, submission, sandbox, *, seed=0, exercise_timeout=None,
                      cell_timeout=120.0, total_timeout=300.0):  # fmt: skip
     """Run the hidden tests of ``exercises`` on the functions of ``submission`` (a
     `collect.Submission`), each in the isolated process; ([Result, ...], the `Session`).
 
-    Each exercise may spend ``exercise_timeout`` seconds inside the student's functions;
-    an exercise that runs out gets 0 and the next one a fresh process.
+    Each exercise may spend its ``time_limit`` (or ``exercise_timeout`` seconds, if given)
+    inside the student's functions; an exercise that runs out gets 0 and the next one a
+    fresh process.
     """
     names = [fn for e in exercises for fn in e.functions]
     session = Session(sandbox, submission.program(), names,
@@ -180,11 +182,12 @@ def grade_submission(exercises, submission, sandbox, *, seed=0, exercise_timeout
     results = []
     try:
         for exercise in exercises:
-            functions = session.functions(exercise, Budget(exercise_timeout))
+            limit = exercise_timeout or exercise.time_limit
+            functions = session.functions(exercise, Budget(limit))
             try:
                 results.append(grade_exercise(exercise, functions, seed=seed))
             except OutOfTime:
-                why = f"timed out: your functions ran longer than {exercise_timeout:g} s"
+                why = f"timed out: your functions ran longer than {limit:g} s"
                 results.append(_zero(exercise.id, why + " (an infinite loop?)"))
     finally:
         session.close()
