@@ -10,17 +10,15 @@ import sys
 import numpy as np
 
 
+def _options(args):
+    """The command's options as keyword arguments: what argparse parsed, minus its own."""
+    return {k: v for k, v in vars(args).items() if k not in ("command", "func")}
+
+
 def _demo(args):
     from .demo import run
 
-    run(
-        photo=args.photo,
-        size=args.size,
-        channels=args.channels,
-        ds=args.ds,
-        out=args.out,
-        image=args.image,
-    )
+    run(**_options(args))
     return 0
 
 
@@ -50,15 +48,7 @@ def _gradcheck(args):
 def _explore(args):
     from .explore_inputs import run
 
-    run(
-        module=args.module,
-        photo=args.photo,
-        image=args.image,
-        weights=args.weights,
-        size=args.size,
-        ds=args.ds,
-        out=args.out,
-    )
+    run(**_options(args))
     return 0
 
 

@@ -29,6 +29,15 @@ class QKVAttention(Module):
 
     ds = 1
     scale = None
+    # what a trace calls steps 1 and 2
+    PROJECTION_LABELS = {
+        "conv1x1_forward#1": "step 1: query",
+        "conv1x1_forward#2": "step 1: key",
+        "conv1x1_forward#3": "step 1: value",
+        "flatten_forward#1": "step 2: query matrix",
+        "flatten_forward#2": "step 2: key matrix",
+        "flatten_forward#3": "step 2: value matrix",
+    }
 
     def _init_qkv(self, in_dim, key_channels, whose, seed):
         self.in_dim = validate_positive_int(in_dim, "in_dim")
@@ -84,12 +93,7 @@ class BAM(QKVAttention):
 
     step_labels = {
         "avg_pool_forward#1": "pool",
-        "conv1x1_forward#1": "step 1: query",
-        "conv1x1_forward#2": "step 1: key",
-        "conv1x1_forward#3": "step 1: value",
-        "flatten_forward#1": "step 2: query matrix",
-        "flatten_forward#2": "step 2: key matrix",
-        "flatten_forward#3": "step 2: value matrix",
+        **QKVAttention.PROJECTION_LABELS,
         "energy_forward#1": "step 3: energy",
         "scale_forward#1": "step 4: scaled energy",
         "softmax_forward#1": "step 3: attention (softmax)",

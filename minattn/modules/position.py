@@ -50,12 +50,7 @@ class PositionAttention(QKVAttention):
     """
 
     step_labels = {
-        "conv1x1_forward#1": "step 1: query",
-        "conv1x1_forward#2": "step 1: key",
-        "conv1x1_forward#3": "step 1: value",
-        "flatten_forward#1": "step 2: query matrix",
-        "flatten_forward#2": "step 2: key matrix",
-        "flatten_forward#3": "step 2: value matrix",
+        **QKVAttention.PROJECTION_LABELS,
         "energy_forward#1": "step 3: energy (not scaled)",
         "softmax_forward#1": "step 3: attention (softmax)",
         "weighted_sum_forward#1": "step 5: weighted sum",
