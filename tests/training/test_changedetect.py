@@ -129,9 +129,9 @@ def test_local_control_sees_its_window_and_nothing_further():
     far[..., :2, :2] += 1.0  # pooled pixel (0, 0): a 3 x 3 window reaches pooled pixel (1, 1)
     changed = m.forward(far, x2) != d
     assert changed[0, :4, :4].all() and not changed[0, 4:, :].any() and not changed[0, :, 4:].any()
-    other = x2.copy()
-    other[..., :, 8:] += 1.0  # view 2's right half: view 1's context must not see it
-    np.testing.assert_array_equal(m.cdsa.forward(x1, other)[0], m.cdsa.forward(x1, x2)[0])
+    p1, p2 = np.random.default_rng(14).standard_normal((2, 1, 8, 16, 16))  # CDSA's input
+    other = p2 + 1.0  # view 2 changed everywhere: view 1's context must not see it
+    np.testing.assert_array_equal(m.cdsa.forward(p1, other)[0], m.cdsa.forward(p1, p2)[0])
 
 
 def test_distance_is_torch_pairwise_distance_over_channels():
