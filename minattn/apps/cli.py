@@ -87,7 +87,9 @@ def build_parser():
     g.set_defaults(func=_gradcheck)
 
     t = sub.add_parser("train", help="learn change detection (STANet in miniature) with attention")
-    t.add_argument("--steps", type=int, default=300, help="Adam steps of each model")
+    t.add_argument(
+        "--steps", type=int, help="Adam steps of each model (default: 600 for BAM, 300 for PAM)"
+    )
     t.add_argument("--seed", type=int, default=0, help="data, initialisation and batch order")
     t.add_argument("--mode", default="BAM", choices=["BAM", "PAM"], help="CDSA's attention")
     t.add_argument("--backend", default="numba", choices=["numpy", "numba"],

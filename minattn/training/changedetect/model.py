@@ -72,8 +72,8 @@ class ChangeDetector(Module):
             default initialisation (`pytorch_conv_init`), the projection first, so models
             built with one seed share their projection. Not STANet's ``weights_init``
             (weights normal with std 0.02): it starts query, key and value all near zero,
-            where each one's gradient is proportional to the others', a saddle that 300
-            Adam steps do not leave (docs/training.md).
+            where each one's gradient is proportional to the others', a saddle that BAM
+            did not leave in our runs (docs/training.md).
 
     ``forward(x1, x2) -> distance``; ``backward(ddistance) -> (dx1, dx2)`` fills ``grads``;
     ``loss(x1, x2, changed)`` does both around the contrastive loss.
