@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backend import FAST_BACKENDS
+from ..blas import openblas_core
 
 # (B, C, H, W, ds, key_channels): the teaching size, a medium map, STANet's workload
 # (N = 8192) at the article's key_channels = C // 8 and at key_channels = C (where
@@ -179,24 +180,6 @@ def _torch_status(torch_worker):
     return None
 
 
-def _openblas_core():
-    """The OpenBLAS kernel family NumPy's BLAS picked (e.g. "Haswell"), via its exported API."""
-    import ctypes
-
-    try:
-        with open("/proc/self/maps") as f:
-            paths = {line.split()[-1] for line in f if "openblas" in line.lower()}
-        for path in sorted(paths):
-            lib = ctypes.CDLL(path)
-            for name in ("scipy_openblas_get_corename64_", "openblas_get_corename"):
-                if hasattr(lib, name):
-                    getattr(lib, name).restype = ctypes.c_char_p
-                    return getattr(lib, name)().decode()
-    except OSError:
-        pass
-    return "unknown"
-
-
 def header(torch_threads):
     """Lines describing the machine and every setting that changes the timings."""
     import numba
@@ -213,7 +196,7 @@ def header(torch_threads):
     return [
         f"minattn bench: BAM forward + backward, {time.strftime('%Y-%m-%d %H:%M %Z')}",
         f"CPU: {cpu}, {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}",
-        f"numpy {np.__version__} (OpenBLAS core: {_openblas_core()}), numba {numba.__version__}"
+        f"numpy {np.__version__} (OpenBLAS core: {openblas_core()}), numba {numba.__version__}"
         f" ({numba.config.NUMBA_NUM_THREADS} threads, kernels' schedule: {SCHEDULE})",
         "environment: " + ", ".join(f"{k}={v}" for k, v in env.items()),
         f"torch threads: {torch_threads}",

@@ -55,10 +55,10 @@ def _explore(args):
 def _train(args):
     import json
 
-    from ..training.changedetect.train import Config, run
+    from ..training.changedetect import Config, run
 
-    config = Config(steps=args.steps, seed=args.seed, mode=args.mode)
-    summary = run(config, out=args.out, progress=not args.no_progress)
+    config = Config(steps=args.steps, seed=args.seed, mode=args.mode, backend=args.backend)
+    summary = run(config, out=args.out, progress=not args.no_progress, save=args.save)
     if args.json:
         print(json.dumps(summary))
     return 0
@@ -95,10 +95,16 @@ def build_parser():
     _add_explore(sub)
 
     t = sub.add_parser("train", help="learn change detection (STANet in miniature) with attention")
-    t.add_argument("--steps", type=int, default=300, help="Adam steps of each model")
+    t.add_argument(
+        "--steps", type=int, help="Adam steps of each model (default: 600 for BAM, 300 for PAM)"
+    )
     t.add_argument("--seed", type=int, default=0, help="data, initialisation and batch order")
     t.add_argument("--mode", default="BAM", choices=["BAM", "PAM"], help="CDSA's attention")
+    t.add_argument("--backend", default="numba", choices=["numpy", "numba"],
+                   help="every model's backend")  # fmt: skip
     t.add_argument("--out", default="minattn-train.png", help="figure; weights go beside it")
+    t.add_argument("--save", metavar="FILE.npz",
+                   help="the trained attention module's state_dict (CDSA's keys)")  # fmt: skip
     t.add_argument("--json", action="store_true", help="end with one JSON line of results")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=_train)

@@ -14,12 +14,15 @@ cells see local context, s = 1 the whole pair. Per scale (a "stage"):
     cut value, query, key into s x s regions of both images     (s*s*B, ., 2 (h/s)(w/s))
     attention within each region: energy, scale Ck ** -0.5, softmax, weighted sum
     merge the regions back                                      (B, C, h, 2w)
-    resize back by ds (nearest, as STANet's F.interpolate)      (B, C, H, 2W)
 
-and then the stages are concatenated along channels and mixed by a bias-free 1x1
-convolution, ``conv_bn`` (its BatchNorm is commented out in STANet). There is no residual
-connection. The regions of one scale are stacked on the batch axis, so steps 3-5 run once
-per scale on (s*s*B, ., n) arrays; on the numba backend that is one streaming-kernel call.
+and then the stages are concatenated along channels, mixed by a bias-free 1x1
+convolution, ``conv_bn`` (its BatchNorm is commented out in STANet), and resized back by
+ds (nearest, as STANet's F.interpolate) to (B, C, H, 2W). STANet resizes each stage before
+the mixing; a 1x1 convolution and a nearest resize commute (each output pixel is a copy of
+one pooled pixel, mixed the same way), so mixing first gives the same output and gradients
+for ds * ds times less work. There is no residual connection. The regions of one scale
+are stacked on the batch axis, so steps 3-5 run once per scale on (s*s*B, ., n) arrays;
+on the numba backend that is one streaming-kernel call.
 
 BatchNorm makes PAM depend on its mode: in training mode (the default, as PyTorch) query
 and key are normalised with the statistics of the batch and the running statistics move
@@ -133,11 +136,12 @@ class PAM(Module):
                 ("weighted_sum_forward", "weighted sum"),
                 ("fused_attention_forward", "streaming attention"),
                 ("region_merge_forward", "regions merged"),
-                ("upsample_forward", "resize"),
             ):
                 labels[f"{step}#{i + 1}"] = f"{stage}: {what}"
         labels["concat_channels_forward#1"] = "the stages side by side"
         labels[f"conv1x1_forward#{3 * n + 1}"] = "conv_bn (mix the stages)"
+        if self.ds != 1:
+            labels["upsample_forward#1"] = "resize"
         return labels
 
     def __repr__(self):
@@ -176,19 +180,19 @@ class PAM(Module):
             out_r, c_att = attend_forward(ops, q_r, k_r, v_r, self.scale)  # steps 3-5
             attention.append(c_att.attention)  # (s*s*B, n, n), or None (fused kernel)
             context, c_merge = ops.region_merge_forward(out_r, s, h, w2)  # (B, C, h, 2w)
-            c_up = None
-            if self.ds != 1:  # STANet: F.interpolate(context, [h*ds, 2*w*ds]), nearest
-                context, c_up = ops.upsample_forward(context, self.ds, "nearest")
             contexts.append(context)
-            c_stages.append((c_v, c_q, c_k, c_vr, c_qr, c_kr, c_att, c_merge, c_up))
+            c_stages.append((c_v, c_q, c_k, c_vr, c_qr, c_kr, c_att, c_merge))
 
-        stacked, c_cat = ops.concat_channels_forward(contexts)  # (B, C * len(sizes), H, 2W)
+        stacked, c_cat = ops.concat_channels_forward(contexts)  # (B, C * len(sizes), h, 2w)
         # conv_bn: a 1x1 convolution without bias (a zero bias, whose gradient is dropped)
         zero_bias = np.zeros(self.out_channels, dtype=self.dtype)
         y, c_mix = ops.conv1x1_forward(stacked, P["conv_bn.0.weight"], zero_bias)
+        c_up = None
+        if self.ds != 1:  # STANet: F.interpolate(..., [h*ds, 2*w*ds]), nearest (see above)
+            y, c_up = ops.upsample_forward(y, self.ds, "nearest")  # (B, C, H, 2W)
 
         self.attention = None if attention[0] is None else attention
-        self._cache = (c_pool, c_stages, c_cat, c_mix)
+        self._cache = (c_pool, c_stages, c_cat, c_mix, c_up)
         return y
 
     def _conv_bn(self, x, prefix):
@@ -214,17 +218,17 @@ class PAM(Module):
 
     def _backward(self, dy):
         ops = self.ops
-        c_pool, c_stages, c_cat, c_mix = self._cache
+        c_pool, c_stages, c_cat, c_mix, c_up = self._cache
         grads = {}
 
+        if c_up is not None:
+            dy = ops.upsample_backward(dy, c_up)
         dstacked, grads["conv_bn.0.weight"], _ = ops.conv1x1_backward(dy, c_mix)
         dcontexts = ops.concat_channels_backward(dstacked, c_cat)
         dpooled = 0
         for i, (dcontext, c) in enumerate(zip(dcontexts, c_stages, strict=True)):
             stage = f"stages.{i}."
-            c_v, c_q, c_k, c_vr, c_qr, c_kr, c_att, c_merge, c_up = c
-            if c_up is not None:
-                dcontext = ops.upsample_backward(dcontext, c_up)
+            c_v, c_q, c_k, c_vr, c_qr, c_kr, c_att, c_merge = c
             dout_r = ops.region_merge_backward(dcontext, c_merge)
             dq_r, dk_r, dv_r = attend_backward(ops, dout_r, c_att)  # steps 5, 3, 4, 3
             dvalue = ops.region_split_backward(dv_r, c_vr)

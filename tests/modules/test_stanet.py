@@ -517,10 +517,14 @@ def test_trace_names_every_step_of_a_pam_stage():
     assert "stage 1 (2 x 2): key BatchNorm (batchnorm_forward#4).0" in names
     assert "stage 1 (2 x 2): key BatchNorm (batchnorm_forward#4).2" in names
     assert "stage 1 (2 x 2): key regions (region_split_forward#6)" in names
+    # the stages are mixed at the pooled size, then resized once (the two commute)
     assert names.index("the stages side by side (concat_channels_forward#1)") > names.index(
-        "stage 1 (2 x 2): resize (upsample_forward#2)"
+        "stage 1 (2 x 2): regions merged (region_merge_forward#2)"
     )
-    assert names[-2] == "conv_bn (mix the stages) (conv1x1_forward#7)"
+    assert names[-3:-1] == [
+        "conv_bn (mix the stages) (conv1x1_forward#7)",
+        "resize (upsample_forward#1)",
+    ]
 
 
 # ---------------------------------------------------------------- mutation

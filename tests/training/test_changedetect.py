@@ -7,7 +7,8 @@ import pytest
 
 import minattn
 from minattn.apps.cli import main
-from minattn.training.changedetect import data, model, train
+from minattn.training.changedetect import controls, data, experiment, loop, metrics, model, weights
+from minattn.training.changedetect.config import Config
 from minattn.training.changedetect.model import ChangeDetector
 
 # ---------------------------------------------------------------- the data set
@@ -17,7 +18,7 @@ def test_generator_is_deterministic_and_seeded():
     a = data.make_pairs(3, seed=5, size=32)
     b = data.make_pairs(3, seed=5, size=32)
     c = data.make_pairs(3, seed=6, size=32)
-    for field in ("image1", "image2", "mask", "shifts"):
+    for field in ("image1", "image2", "mask", "season"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
     assert a.photos == b.photos
     assert not np.array_equal(a.image1, c.image1)
@@ -33,31 +34,49 @@ def test_train_and_heldout_come_from_different_photographs():
     assert set(held.photos) <= set(data.HELDOUT_PHOTOS)
 
 
-def test_mask_marks_exactly_what_changed_without_nuisances():
-    # with every nuisance off, the views agree outside the mask (static objects included)
-    # and differ inside it, where an object appeared, disappeared or moved
-    quiet = dict(max_shift=0.0, gain=0.0, cast=0.0, ramp=0.0, noise=(0.0, 0.0))
-    p = data.make_pairs(6, seed=1, size=48, static=(1, 2), **quiet)
-    same = np.all(p.image1 == p.image2, axis=-1)
-    assert np.all(same[~p.mask])
-    assert p.mask.any(axis=(1, 2)).all()  # every pair has a change
-    assert (~same[p.mask]).mean() > 0.8  # a pasted patch can match its background here and there
+def test_outside_the_changes_view_2_is_the_season_of_view_1():
+    # without noise, unchanged pixels follow the pair's one colour transform exactly; changed
+    # pixels follow another one, which moves their colours visibly
+    p = data.make_pairs(6, seed=1, size=48, noise=(0.0, 0.0))
+    for i in range(len(p)):
+        gain, offset = p.season[i]
+        seasonal = np.clip(p.image1[i] * gain + offset, 0, 1)
+        unchanged, changed = ~p.mask[i], p.mask[i]
+        np.testing.assert_allclose(p.image2[i][unchanged], seasonal[unchanged], atol=1e-12)
+        assert changed.mean() > 0.05  # every pair has a large change
+        assert np.abs(p.image2[i] - seasonal).max(axis=-1)[changed].mean() > 0.05
 
 
-def test_nuisances_change_unchanged_pixels_too():
-    p = data.make_pairs(4, seed=2, size=48)
-    unchanged = ~p.mask
-    assert np.abs(p.image1 - p.image2).max(axis=-1)[unchanged].mean() > 0.02
-    assert np.all(np.abs(p.shifts) <= 2.0) and np.abs(p.shifts).max() > 0.1
+def test_a_change_looks_locally_like_the_season():
+    # the colour shift inside a change is as large as the season's: its size alone cannot
+    # tell a changed pixel from an unchanged one
+    p = data.make_pairs(64, seed=2, size=48)
+    shift = np.abs(p.image2 - p.image1).mean(axis=-1)
+    inside, outside = shift[p.mask].mean(), shift[~p.mask].mean()
+    assert 0.7 < inside / outside < 1.4, (inside, outside)
 
 
-def test_features_are_one_fixed_extractor():
+def test_deciders_are_the_unchanged_pixels_of_the_own_view():
+    p = data.make_pairs(2, seed=3, size=32)
+    for view in (0, 1):
+        d = p.deciders(1, view)
+        assert d.shape == (32, 64)
+        np.testing.assert_array_equal(d[:, 32 * view : 32 * (view + 1)], ~p.mask[1])
+        assert not d[:, 32 * (1 - view) : 32 * (2 - view)].any()
+
+
+def test_features_are_local_with_a_time_channel():
     p = data.make_pairs(2, seed=0, size=32)
     f1, f2 = p.features(channels=8)
     assert f1.shape == f2.shape == (2, 8, 32, 32)
-    from minattn.features import photo_features
-
-    np.testing.assert_array_equal(f2[1], photo_features(p.image2[1], 8, 0)[0])
+    assert np.all(f1[:, -1] == 1) and np.all(f2[:, -1] == -1)
+    np.testing.assert_array_equal(f2[1], data.view_features(p.image2[1], 1, 8))
+    # a change in one corner leaves the features of the far corner exactly as they were
+    # (the smoothing reaches a few pixels: a CNN's first layer, not a global statistic)
+    image = p.image1[0].copy()
+    image[:4, :4] = 1 - image[:4, :4]
+    far = data.view_features(image, 0, 8)[:, 16:, 16:]
+    np.testing.assert_allclose(far, f1[0][:, 16:, 16:], atol=1e-6)
 
 
 # ---------------------------------------------------------------- the model
@@ -71,7 +90,7 @@ def randomised(m, seed=0):
     return m
 
 
-MODES = [(None, 2, 8), ("pool", 2, 8), ("BAM", 2, 8), ("PAM", 1, 8)]
+MODES = [(None, 2, 8), ("pool", 2, 8), ("local", 2, 8), ("BAM", 2, 8), ("PAM", 1, 8)]
 
 
 @pytest.mark.parametrize("mode,ds,H", MODES, ids=lambda v: str(v))
@@ -80,6 +99,39 @@ def test_model_gradients_by_finite_differences(mode, ds, H):
     x1, x2 = np.random.default_rng(2).standard_normal((2, 2, 4, H, H))
     report = minattn.gradcheck(m, (x1, x2), max_elements=40 if mode == "PAM" else None)
     assert report.ok, str(report)
+
+
+def test_convolution_matches_torch_conv2d():
+    torch = pytest.importorskip("torch", reason="torch not installed: the PyTorch oracle")
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(12)
+    x, w, b = (
+        rng.standard_normal((2, 3, 5, 6)),
+        rng.standard_normal((4, 3, 3, 3)),
+        rng.standard_normal(4),
+    )
+    dout = rng.standard_normal((2, 4, 5, 6))
+    out, cache = controls.conv_forward(x, w, b)
+    dx, dw, db = controls.conv_backward(dout, cache)
+    tx, tw, tb = (torch.tensor(v, requires_grad=True) for v in (x, w, b))
+    tout = F.conv2d(tx, tw, tb, padding=1)
+    tout.backward(torch.from_numpy(dout))
+    for ours, theirs in ((out, tout), (dx, tx.grad), (dw, tw.grad), (db, tb.grad)):
+        np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_local_control_sees_its_window_and_nothing_further():
+    m = randomised(ChangeDetector(4, 8, mode="local", ds=2, seed=1))
+    x1, x2 = np.random.default_rng(13).standard_normal((2, 1, 4, 16, 16))
+    d = m.forward(x1, x2)
+    far = x1.copy()
+    far[..., :2, :2] += 1.0  # pooled pixel (0, 0): a 3 x 3 window reaches pooled pixel (1, 1)
+    changed = m.forward(far, x2) != d
+    assert changed[0, :4, :4].all() and not changed[0, 4:, :].any() and not changed[0, :, 4:].any()
+    p1, p2 = np.random.default_rng(14).standard_normal((2, 1, 8, 16, 16))  # CDSA's input
+    other = p2 + 1.0  # view 2 changed everywhere: view 1's context must not see it
+    np.testing.assert_array_equal(m.cdsa.forward(p1, other)[0], m.cdsa.forward(p1, p2)[0])
 
 
 def test_distance_is_torch_pairwise_distance_over_channels():
@@ -93,7 +145,8 @@ def test_distance_is_torch_pairwise_distance_over_channels():
     np.testing.assert_allclose(d, F.pairwise_distance(ta, tb).numpy(), rtol=1e-14)
 
 
-@pytest.mark.parametrize("mode,ds,H", [m for m in MODES if m[0] != "pool"], ids=lambda v: str(v))
+@pytest.mark.parametrize("mode,ds,H", [m for m in MODES if m[0] in ("BAM", "PAM", None)],
+                         ids=lambda v: str(v))  # fmt: skip
 def test_model_matches_pytorch_port(mode, ds, H):
     torch = pytest.importorskip("torch", reason="torch not installed: the PyTorch oracle")
     from torch_ports import ChangeDetector as TorchChangeDetector
@@ -170,8 +223,8 @@ def test_pam_attention_maps_follow_the_pair_layout():
 
 def test_state_dict_round_trip_through_npz_and_into_torch(tmp_path):
     m = randomised(ChangeDetector(4, 8, mode="BAM", ds=2, seed=1))
-    path = train.save_weights(m, tmp_path / "w.npz")
-    back = train.load_weights(path, ds=2)
+    path = weights.save_weights(m, tmp_path / "w.npz")
+    back = weights.load_weights(path, ds=2)
     x1, x2 = np.random.default_rng(9).standard_normal((2, 1, 4, 8, 8))
     np.testing.assert_array_equal(back.forward(x1, x2), m.forward(x1, x2))
     torch = pytest.importorskip("torch", reason="torch not installed: the PyTorch oracle")
@@ -214,12 +267,12 @@ def test_training_matches_pytorch_for_20_steps(mode):
     tm = from_numpy_state(TorchChangeDetector(8, 8, mode=mode, ds=4), m.state_dict())
     opt = minattn.optim.Adam(m, lr=1e-2)
     topt = torch.optim.Adam(tm.parameters(), lr=1e-2)
-    bcl = BCL(train.MARGIN)
+    bcl = BCL(loop.MARGIN)
     rng = np.random.default_rng(5)
     ours, theirs = [], []
     for _ in range(20):
         idx = rng.choice(4, size=2, replace=False)
-        ours.append(m.loss(x1[idx], x2[idx], pairs.mask[idx], train.MARGIN))
+        ours.append(m.loss(x1[idx], x2[idx], pairs.mask[idx], loop.MARGIN))
         opt.step()
         topt.zero_grad()
         t1, t2 = torch.from_numpy(x1[idx]), torch.from_numpy(x2[idx])
@@ -238,58 +291,92 @@ def test_training_matches_pytorch_for_20_steps(mode):
 def test_threshold_choice_and_scores_by_hand():
     d = np.array([0.1, 0.9, 0.4, 0.8, 0.3])
     mask = np.array([False, True, False, True, True])
-    t, f1 = train.choose_threshold(d, mask)
+    t, f1 = metrics.choose_threshold(d, mask)
     # calling the top k changed (0.9 0.8 0.4 0.3 0.1 are T T F T F): F1 = 2 tp / (k + 3) is
     # 2/4, 4/5, 4/6, 6/7, 6/8 for k = 1..5; the best cut is between 0.3 and 0.1
     assert 0.1 < t < 0.3 and f1 == pytest.approx(6 / 7)
     # tied distances cannot be cut apart: "the top 2" (F1 1 on paper) is not a threshold;
     # the choices are the top 1 (F1 2/3) or the top 3 (F1 4/5)
     tied, tied_mask = np.array([0.9, 0.5, 0.5, 0.1]), np.array([1, 1, 0, 0], bool)
-    t, f1 = train.choose_threshold(tied, tied_mask)
-    assert 0.1 < t < 0.5 and f1 == pytest.approx(0.8) == train.scores(tied, tied_mask, t)["f1"]
-    s = train.scores(d, mask, 0.35)  # predicts 0.9, 0.4, 0.8: tp 2 of 3, recall 2 / 3
+    t, f1 = metrics.choose_threshold(tied, tied_mask)
+    assert 0.1 < t < 0.5 and f1 == pytest.approx(0.8) == metrics.scores(tied, tied_mask, t)["f1"]
+    s = metrics.scores(d, mask, 0.35)  # predicts 0.9, 0.4, 0.8: tp 2 of 3, recall 2 / 3
     assert s == pytest.approx(dict(f1=2 / 3, precision=2 / 3, recall=2 / 3))
 
 
-# the default experiment made small: 32 training pairs, 80 steps, 16 channels (seconds).
-# Measured for seeds 0-3: attention ahead of the baseline by 0.065, 0.067, 0.036, 0.037
-SHORT = dict(steps=80, n_train=32, n_heldout=16, channels=16)
+# the default experiment made small (seconds): the pipeline, not the targets, which
+# benchmarks/train_targets.py measures over three seeds at the full budget
+SHORT = dict(steps=60, n_train=32, n_heldout=8, channels=16)
 
 
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("train") / "run.png"
-    return train.run(train.Config(**SHORT), out=out, progress=False, log=lambda s: None)
+    folder = tmp_path_factory.mktemp("train")
+    summary = experiment.run(Config(**SHORT), out=folder / "run.png", progress=False,
+                             log=lambda s: None, save=folder / "attention.npz")  # fmt: skip
+    return summary, folder
 
 
-def test_short_training_run_learns_and_beats_the_baseline(short_run):
-    s = short_run
-    assert s["loss_last"] < 0.8 * s["loss_first"]
+def test_short_training_run_learns(short_run):
+    s, _ = short_run
+    assert s["loss_last"] < 0.9 * s["loss_first"]
     assert s["baseline_loss_last"] < s["baseline_loss_first"]
-    assert s["f1"] > s["baseline_f1"], (s["f1"], s["baseline_f1"])
+    assert set(s["controls_f1"]) == {"baseline", "pool", "local"}
+    assert s["controls_f1"]["baseline"] == s["baseline_f1"]
+    assert 0 <= s["attention_mass_uniform"] <= 1 and 0 <= s["attention_mass"] <= 1
 
 
 def test_short_run_writes_figure_and_loadable_weights(short_run):
-    s = short_run
-    with open(s["figure"], "rb") as f:
+    s, folder = short_run
+    with open(folder / "run.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    m = train.load_weights(s["weights"], ds=train.Config.ds)
+    m = weights.load_weights(s["weights"]["BAM"], ds=Config.ds)
     assert m.mode == "BAM" and m.channels == SHORT["channels"]
-    assert train.load_weights(s["baseline_weights"]).mode is None
+    for name, mode in (("baseline", None), ("pool", "pool"), ("local", "local")):
+        assert weights.load_weights(s["weights"][name]).mode == mode
+
+
+def test_saved_attention_loads_into_cdsa_and_gives_the_models_attention(short_run):
+    s, folder = short_run
+    trained = weights.load_weights(s["weights"]["BAM"], ds=Config.ds)
+    cdsa = minattn.CDSA(SHORT["channels"], Config.ds, "BAM")
+    with np.load(folder / "attention.npz") as f:
+        cdsa.load_state_dict({k: f[k] for k in f.files})  # strict: exactly CDSA's keys
+    x1, x2 = np.random.default_rng(11).standard_normal((2, 1, SHORT["channels"], 8, 8))
+    for a, b in zip(cdsa.forward(x1, x2), trained.cdsa.forward(x1, x2), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
 # ---------------------------------------------------------------- command line and errors
 
 
 def test_cli_train_ends_with_one_json_line(tmp_path, capsys):
-    out = tmp_path / "t.png"
-    assert main(["train", "--steps", "4", "--seed", "1", "--out", str(out), "--json"]) == 0
+    out, save = tmp_path / "t.png", tmp_path / "attention.npz"
+    argv = [
+        "train",
+        "--steps",
+        "4",
+        "--seed",
+        "1",
+        "--out",
+        str(out),
+        "--json",
+        "--save",
+        str(save),
+    ]
+    assert main(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     summary = json.loads(lines[-1])
     for key in ("loss_first", "loss_last", "f1", "baseline_f1"):
         assert isinstance(summary[key], float)
+    assert sorted(summary["controls_f1"]) == ["baseline", "local", "pool"]
+    assert all(isinstance(v, float) for v in summary["controls_f1"].values())
     assert any(line.startswith("epoch   1/") for line in lines)
-    assert out.exists() and (tmp_path / "t.npz").exists() and (tmp_path / "t-baseline.npz").exists()
+    assert (
+        out.exists() and (tmp_path / "t-BAM.npz").exists() and (tmp_path / "t-local.npz").exists()
+    )
+    with np.load(save) as f:
+        assert sorted(f.files) == sorted(minattn.CDSA(32, Config.ds, "BAM").state_dict())
 
 
 @pytest.mark.parametrize(
@@ -298,6 +385,7 @@ def test_cli_train_ends_with_one_json_line(tmp_path, capsys):
         (["train", "--steps", "0"], "steps must be >= 1"),
         (["train", "--seed", "-1"], "seed must be >= 0"),
         (["train", "--out", "/no/such/folder/t.png"], "does not exist"),
+        (["train", "--save", "/no/such/folder/a.npz"], "does not exist"),
     ],
 )
 def test_cli_train_bad_arguments(argv, message, capsys):
@@ -317,8 +405,12 @@ def test_errors_name_the_argument():
         data.make_pairs(2, split="test")
     with pytest.raises(TypeError, match="seed must be an int"):
         data.make_pairs(2, seed=None)
-    with pytest.raises(ValueError, match="events must have lo >= 1"):
-        data.make_pairs(2, events=(0, 2))
+    with pytest.raises(ValueError, match="changes must have lo >= 1"):
+        data.make_pairs(2, changes=(0, 2))
+    with pytest.raises(ValueError, match="radius must lie in"):
+        data.make_pairs(2, size=32, radius=(0.1, 0.6))
+    with pytest.raises(ValueError, match="gain must be a number in"):
+        data.make_pairs(2, gain=0.0)
     with pytest.raises(ValueError, match="mode must be one of"):
         ChangeDetector(4, 8, mode="SE")
     m = ChangeDetector(4, 8, mode="BAM", ds=2)
@@ -330,6 +422,12 @@ def test_errors_name_the_argument():
     with pytest.raises(ValueError, match="state_dict keys do not match"):
         m.load_state_dict({"proj.weight": np.zeros((8, 4, 1, 1))})
     with pytest.raises(ValueError, match="batch=9 is larger than the training set"):
-        train.Config(batch=9, n_train=8)
+        Config(batch=9, n_train=8)
     with pytest.raises(ValueError, match="mode=None has no attention"):
         ChangeDetector(4, 8, mode=None).attention_maps(x, x, [(0, 0)])
+    with pytest.raises(ValueError, match="mode='pool' has no attention module to save"):
+        weights.save_attention(ChangeDetector(4, 8, mode="pool"), "never.npz")
+    with pytest.raises(ValueError, match="kernel must be odd"):
+        controls.LocalContext(4, 2, kernel=2)
+    with pytest.raises(ValueError, match="size=40 must be a multiple of 8 \\* ds = 16"):
+        Config(size=40)

@@ -21,10 +21,12 @@ PyTorch port (a module with attributes ``proj`` and ``cdsa``).
 import numpy as np
 
 from ...modules.base import Module
-from ...modules.cdsa import CDSA, stanet_weights_init
-from ...validate import validate_array, validate_choice, validate_positive_int, validate_seed
+from ...modules.cdsa import CDSA
+from ...validate import validate_choice, validate_positive_int, validate_seed
+from .controls import LocalContext, PooledContext, validate_image_pair
 
-MODES = ("BAM", "PAM", "pool", None)
+MODES = ("BAM", "PAM", "pool", "local", None)
+CONTROLS = {"pool": PooledContext, "local": LocalContext}
 DISTANCE_EPS = 1e-6  # torch's pairwise_distance adds it to the difference: |a - b + eps|
 
 
@@ -51,80 +53,6 @@ def distance_backward(dd, cache):
     return da, -da
 
 
-# ---------------------------------------------------------------- the control
-
-
-class PooledContext(Module):
-    """The control: CDSA(BAM) with BAM's attention replaced by the identity (mode="pool").
-
-    [y1 | y2] = [x1 | x2] + up(value_conv(pool([x1 | x2]))): each pooled pixel "attends"
-    only to itself, so the model gets BAM's pooled context (the mean of a ds x ds block)
-    and its value projection, but compares no pixel with any other. What this control
-    gains over the baseline is what pooling gives; what BAM gains over the control is
-    what its attention weights give. Keys: ``Self_Att.value_conv.{weight,bias}``.
-    """
-
-    input_names = ("x1", "x2")
-    output_names = ("y1", "y2")
-
-    def __init__(self, in_c, ds=1, *, backend="numpy", dtype=np.float64, seed=None):
-        super().__init__(backend=backend, dtype=dtype)
-        self.in_c = validate_positive_int(in_c, "in_c")
-        self.ds = validate_positive_int(ds, "ds")
-        rng = np.random.default_rng(validate_seed(seed))
-        bound = 1 / np.sqrt(in_c)  # PyTorch's Conv2d default; the weight is redrawn below
-        self.params = {
-            "Self_Att.value_conv.weight": rng.uniform(-bound, bound, (in_c, in_c, 1, 1)),
-            "Self_Att.value_conv.bias": rng.uniform(-bound, bound, in_c),
-        }
-        self.params = {k: v.astype(self.dtype) for k, v in self.params.items()}
-        stanet_weights_init(self, rng)  # as CDSA: the weight N(0, 0.02)
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
-
-    def __repr__(self):
-        return f"PooledContext(in_c={self.in_c}, ds={self.ds}, dtype={self.dtype.name})"
-
-    def _validate_inputs(self, x1, x2):
-        _validate_image_pair(x1, x2, self.in_c, self.dtype)
-
-    def _forward(self, x1, x2):
-        ops, P = self.ops, self.params
-        x, c_cat = ops.pair_concat_forward(x1, x2)
-        pooled, c_pool = ops.avg_pool_forward(x, self.ds)
-        value, c_v = ops.conv1x1_forward(
-            pooled, P["Self_Att.value_conv.weight"], P["Self_Att.value_conv.bias"]
-        )
-        up, c_up = ops.upsample_forward(value, self.ds, "nearest")
-        y, c_res = ops.residual_forward(x, up)
-        (y1, y2), c_split = ops.pair_split_forward(y)
-        self._cache = (c_cat, c_pool, c_v, c_up, c_res, c_split)
-        return y1, y2
-
-    def _backward(self, dy1, dy2):
-        ops = self.ops
-        c_cat, c_pool, c_v, c_up, c_res, c_split = self._cache
-        dy = ops.pair_split_backward((dy1, dy2), c_split)
-        dx, dup, _ = ops.residual_backward(dy, c_res)
-        dpooled, dW, db = ops.conv1x1_backward(ops.upsample_backward(dup, c_up), c_v)
-        dx = dx + ops.avg_pool_backward(dpooled, c_pool)
-        self.grads = {"Self_Att.value_conv.weight": dW, "Self_Att.value_conv.bias": db}
-        return ops.pair_concat_backward(dx, c_cat)
-
-
-def _validate_image_pair(x1, x2, channels, dtype):
-    validate_array(x1, "x1", ndim=4, dtype=dtype)
-    validate_array(x2, "x2", ndim=4, dtype=dtype)
-    if x1.shape != x2.shape:
-        raise ValueError(
-            f"x1 and x2 must have one shape (the features of the two views), got {x1.shape} "
-            f"and {x2.shape}"
-        )
-    if x1.shape[1] != channels:
-        raise ValueError(
-            f"x1 and x2 have {x1.shape[1]} channels (shape {x1.shape}), expected {channels}"
-        )
-
-
 # ---------------------------------------------------------------- the model
 
 
@@ -135,14 +63,17 @@ class ChangeDetector(Module):
         in_channels: C, channels of the input features.
         channels: output channels of the learned 1x1 projection (CDSA's in_c).
         mode: "BAM" or "PAM" (CDSA's attention), None for the baseline without attention,
-            or "pool" for the control that keeps BAM's pooling and value projection but
-            replaces its attention by the identity (``PooledContext``).
+            or an attention-free control (`controls`): "pool" keeps BAM's pooling and value
+            projection and replaces its attention by the identity, "local" a k x k
+            convolution over the pooled map (a wider local receptive field).
         ds: CDSA's pooling factor (BAM: H and W multiples of it; PAM: of 8 * ds).
         backend, dtype: as every minattn module (CDSA's too).
-        seed: int, np.random.Generator or None. The projection gets PyTorch's Conv2d
-            default initialisation; CDSA gets STANet's ``weights_init`` (convolution
-            weights normal with std 0.02), so the attention branch starts small and the
-            model starts close to the baseline built with the same seed (same projection).
+        seed: int, np.random.Generator or None. Every convolution gets PyTorch's Conv2d
+            default initialisation (`pytorch_conv_init`), the projection first, so models
+            built with one seed share their projection. Not STANet's ``weights_init``
+            (weights normal with std 0.02): it starts query, key and value all near zero,
+            where each one's gradient is proportional to the others', a saddle that BAM
+            did not leave in our runs (docs/training.md).
 
     ``forward(x1, x2) -> distance``; ``backward(ddistance) -> (dx1, dx2)`` fills ``grads``;
     ``loss(x1, x2, changed)`` does both around the contrastive loss.
@@ -166,11 +97,12 @@ class ChangeDetector(Module):
         }
         self.params = {k: v.astype(self.dtype) for k, v in self.params.items()}
         self.cdsa = None
-        if mode == "pool":
-            self.cdsa = PooledContext(channels, self.ds, backend=backend, dtype=dtype, seed=rng)
+        if mode in CONTROLS:
+            self.cdsa = CONTROLS[mode](channels, self.ds, backend=backend, dtype=dtype, seed=rng)
         elif mode is not None:
             self.cdsa = CDSA(channels, self.ds, mode, backend=backend, dtype=dtype, seed=rng)
         if self.cdsa is not None:
+            pytorch_conv_init(self.cdsa, rng)
             self.children = [self.cdsa]
             # CDSA's own live arrays, under the PyTorch port's names
             self.params.update({"cdsa." + k: v for k, v in self.cdsa.params.items()})
@@ -185,7 +117,7 @@ class ChangeDetector(Module):
         )
 
     def _validate_inputs(self, x1, x2):
-        _validate_image_pair(x1, x2, self.in_channels, self.dtype)
+        validate_image_pair(x1, x2, self.in_channels, self.dtype)
 
     # ------------------------------------------------------------ forward and backward
 
@@ -261,6 +193,20 @@ class ChangeDetector(Module):
             row = row.reshape(B, h, w, 2)
             maps.append(np.concatenate([row[..., 0], row[..., 1]], axis=2))  # (B, h, 2w)
         return np.stack(maps, axis=1)
+
+
+def pytorch_conv_init(module, rng):
+    """Every convolution weight of ``module`` uniform in +-1/sqrt(fan_in), in place.
+
+    PyTorch's Conv2d default (the bound its biases already have); BatchNorm weights go back
+    to PyTorch's 1. Replaces what STANet's ``weights_init`` drew in CDSA and the controls.
+    """
+    for name, p in module.params.items():
+        if p.ndim == 4:
+            bound = 1 / np.sqrt(np.prod(p.shape[1:]))
+            p[...] = rng.uniform(-bound, bound, p.shape)
+        elif ".f_key.1." in name or ".f_query.1." in name:
+            p[...] = 1.0 if name.endswith(".weight") else 0.0
 
 
 # ---------------------------------------------------------------- flat parameters (SciPy)
