@@ -183,13 +183,16 @@ def conv_init(seed, dtype, **convs):
     return params
 
 
-def key_channels_for(in_dim, key_channels, whose):
-    """key_channels, or ``in_dim // 8`` (``whose`` default) when None; at least 1."""
+def key_channels_for(in_dim, key_channels, whose, name="in_dim"):
+    """key_channels, or ``in_dim // 8`` (``whose`` default) when None; at least 1.
+
+    ``name`` is what the caller calls the channel count (PAM: out_channels).
+    """
     if key_channels is None:
         if in_dim // 8 == 0:
             raise ValueError(
-                f"in_dim={in_dim} gives in_dim // 8 = 0 query/key channels ({whose} "
-                f"default); pass key_channels=k with k >= 1, or use in_dim >= 8"
+                f"{name}={in_dim} gives {name} // 8 = 0 query/key channels ({whose} "
+                f"default); pass key_channels=k with k >= 1, or use {name} >= 8"
             )
         key_channels = in_dim // 8
     return validate_positive_int(key_channels, "key_channels")

@@ -37,12 +37,44 @@ Where STANet's original fails, PAM raises a clear error instead:
   the input's size).
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
-from ..backend import attend_backward, attend_forward, attention_rows
+from ..backend import AttendCache, attend_backward, attend_forward, attention_rows
 from ..validate import validate_array, validate_choice, validate_positive_int, validate_seed
-from .bam import query_indices
+from .bam import key_channels_for, query_indices
 from .base import Module
+
+
+class ConvBNCache(NamedTuple):
+    """f_query / f_key: a 1x1 convolution's cache, then BatchNorm's."""
+
+    conv: tuple
+    batchnorm: tuple
+
+
+class StageCache(NamedTuple):
+    """One scale's steps: three projections, their regions, the attention, the merge."""
+
+    value: tuple
+    query: ConvBNCache
+    key: ConvBNCache
+    value_regions: tuple
+    query_regions: tuple
+    key_regions: tuple
+    attend: AttendCache
+    merge: tuple
+
+
+class PAMCache(NamedTuple):
+    """What the forward keeps for the backward: each step's cache, in order."""
+
+    pool: int | None  # None when ds = 1
+    stages: list  # a StageCache per scale
+    concat: tuple
+    mix: tuple
+    upsample: tuple | None  # None when ds = 1
 
 
 class PAM(Module):
@@ -95,26 +127,19 @@ class PAM(Module):
         if not self.sizes:
             raise ValueError("sizes must name at least one scale, e.g. (1,); got an empty list")
         self.ds = validate_positive_int(ds, "ds")
-        if key_channels is None:
-            if out_channels // 8 == 0:
-                raise ValueError(
-                    f"out_channels={out_channels} gives out_channels // 8 = 0 query/key channels "
-                    f"(STANet's default); pass key_channels=k with k >= 1, or use "
-                    f"out_channels >= 8"
-                )
-            key_channels = out_channels // 8
-        self.key_channels = validate_positive_int(key_channels, "key_channels")
+        self.key_channels = key_channels_for(out_channels, key_channels, "STANet's", "out_channels")
         self.scale = self.key_channels**-0.5  # STANet: self.key_channels ** -.5
 
-        self.params, self.buffers = pam_init(
-            validate_seed(seed),
-            self.dtype,
-            self.in_channels,
-            self.key_channels,
-            self.out_channels,
-            len(self.sizes),
+        self._set_params(
+            *pam_init(
+                validate_seed(seed),
+                self.dtype,
+                self.in_channels,
+                self.key_channels,
+                self.out_channels,
+                len(self.sizes),
+            )
         )
-        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
         self.attention = None
         self.step_labels = self._labels()
 
@@ -181,7 +206,7 @@ class PAM(Module):
             attention.append(c_att.attention)  # (s*s*B, n, n), or None (fused kernel)
             context, c_merge = ops.region_merge_forward(out_r, s, h, w2)  # (B, C, h, 2w)
             contexts.append(context)
-            c_stages.append((c_v, c_q, c_k, c_vr, c_qr, c_kr, c_att, c_merge))
+            c_stages.append(StageCache(c_v, c_q, c_k, c_vr, c_qr, c_kr, c_att, c_merge))
 
         stacked, c_cat = ops.concat_channels_forward(contexts)  # (B, C * len(sizes), h, 2w)
         # conv_bn: a 1x1 convolution without bias (a zero bias, whose gradient is dropped)
@@ -192,7 +217,7 @@ class PAM(Module):
             y, c_up = ops.upsample_forward(y, self.ds, "nearest")  # (B, C, H, 2W)
 
         self.attention = None if attention[0] is None else attention
-        self._cache = (c_pool, c_stages, c_cat, c_mix, c_up)
+        self._cache = PAMCache(c_pool, c_stages, c_cat, c_mix, c_up)
         return y
 
     def _conv_bn(self, x, prefix):
@@ -212,46 +237,43 @@ class PAM(Module):
             buf[bn + "running_mean"][...] = mean
             buf[bn + "running_var"][...] = var
             buf[bn + "num_batches_tracked"][...] += 1
-        return out, (c_conv, c_bn)
+        return out, ConvBNCache(c_conv, c_bn)
 
     # ------------------------------------------------------------ backward
 
     def _backward(self, dy):
-        ops = self.ops
-        c_pool, c_stages, c_cat, c_mix, c_up = self._cache
+        ops, c = self.ops, self._cache
         grads = {}
 
-        if c_up is not None:
-            dy = ops.upsample_backward(dy, c_up)
-        dstacked, grads["conv_bn.0.weight"], _ = ops.conv1x1_backward(dy, c_mix)
-        dcontexts = ops.concat_channels_backward(dstacked, c_cat)
+        if c.upsample is not None:
+            dy = ops.upsample_backward(dy, c.upsample)
+        dstacked, grads["conv_bn.0.weight"], _ = ops.conv1x1_backward(dy, c.mix)
+        dcontexts = ops.concat_channels_backward(dstacked, c.concat)
         dpooled = 0
-        for i, (dcontext, c) in enumerate(zip(dcontexts, c_stages, strict=True)):
+        for i, (dcontext, st) in enumerate(zip(dcontexts, c.stages, strict=True)):
             stage = f"stages.{i}."
-            c_v, c_q, c_k, c_vr, c_qr, c_kr, c_att, c_merge = c
-            dout_r = ops.region_merge_backward(dcontext, c_merge)
-            dq_r, dk_r, dv_r = attend_backward(ops, dout_r, c_att)  # steps 5, 3, 4, 3
-            dvalue = ops.region_split_backward(dv_r, c_vr)
-            dquery = ops.region_split_backward(dq_r, c_qr)
-            dkey = ops.region_split_backward(dk_r, c_kr)
-            dp_v, dW, db = ops.conv1x1_backward(dvalue, c_v)
+            dout_r = ops.region_merge_backward(dcontext, st.merge)
+            dq_r, dk_r, dv_r = attend_backward(ops, dout_r, st.attend)  # steps 5, 3, 4, 3
+            dvalue = ops.region_split_backward(dv_r, st.value_regions)
+            dquery = ops.region_split_backward(dq_r, st.query_regions)
+            dkey = ops.region_split_backward(dk_r, st.key_regions)
+            dp_v, dW, db = ops.conv1x1_backward(dvalue, st.value)
             grads[stage + "f_value.weight"], grads[stage + "f_value.bias"] = dW, db
-            dp_q = self._conv_bn_backward(dquery, c_q, stage + "f_query.", grads)
-            dp_k = self._conv_bn_backward(dkey, c_k, stage + "f_key.", grads)
+            dp_q = self._conv_bn_backward(dquery, st.query, stage + "f_query.", grads)
+            dp_k = self._conv_bn_backward(dkey, st.key, stage + "f_key.", grads)
             # the pooled map fed three projections in every stage: its gradients add up
             dpooled = dpooled + dp_v + dp_q + dp_k
 
-        dx = dpooled if c_pool is None else ops.avg_pool_backward(dpooled, c_pool)
+        dx = dpooled if c.pool is None else ops.avg_pool_backward(dpooled, c.pool)
         self.grads = {name: grads[name] for name in self.params}  # state_dict order
         return dx
 
     def _conv_bn_backward(self, dout, cache, prefix, grads):
-        c_conv, c_bn = cache
         dz, grads[prefix + "1.weight"], grads[prefix + "1.bias"] = self.ops.batchnorm_backward(
-            dout, c_bn
+            dout, cache.batchnorm
         )
         dx, grads[prefix + "0.weight"], grads[prefix + "0.bias"] = self.ops.conv1x1_backward(
-            dz, c_conv
+            dz, cache.conv
         )
         return dx
 

@@ -7,6 +7,7 @@
   the other, and every command they name exists.
 """
 
+import ast
 import json
 import re
 import shutil
@@ -158,3 +159,19 @@ def test_the_demo_options_the_readme_names_exist(option):
     parser = build_parser()
     demo = next(a for a in parser._actions if a.dest == "command").choices["demo"]
     assert option in demo._option_string_actions
+
+
+def test_no_function_in_the_package_is_longer_than_60_lines():
+    """A reader holds a function in their head: no function (or method) in minattn/ is
+    longer than 60 lines, decorators and docstring included."""
+    too_long = []
+    for path in sorted((ROOT / "minattn").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                length = node.end_lineno - first + 1
+                if length > 60:
+                    rel = path.relative_to(ROOT).as_posix()
+                    too_long.append(f"{rel}:{node.lineno} {node.name} ({length} lines)")
+    assert not too_long, "functions over 60 lines:\n" + "\n".join(too_long)

@@ -85,11 +85,12 @@ class _PairContext(Module):
         fan_in = int(np.prod(shape[1:]))
         bound = 1 / np.sqrt(fan_in)  # PyTorch's Conv2d default
         name = f"Self_Att.{self.mix_name}."
-        self.params = {
-            name + "weight": rng.uniform(-bound, bound, shape).astype(self.dtype),
-            name + "bias": rng.uniform(-bound, bound, in_c).astype(self.dtype),
-        }
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self._set_params(
+            {
+                name + "weight": rng.uniform(-bound, bound, shape).astype(self.dtype),
+                name + "bias": rng.uniform(-bound, bound, in_c).astype(self.dtype),
+            }
+        )
 
     def __repr__(self):
         return f"{type(self).__name__}(in_c={self.in_c}, ds={self.ds}, dtype={self.dtype.name})"

@@ -91,11 +91,12 @@ class ChangeDetector(Module):
         self.ds = validate_positive_int(ds, "ds")
         rng = np.random.default_rng(validate_seed(seed))
         bound = 1 / np.sqrt(in_channels)  # PyTorch's Conv2d default: U(+-1/sqrt(fan_in))
-        self.params = {
+        params = {
             "proj.weight": rng.uniform(-bound, bound, (channels, in_channels, 1, 1)),
             "proj.bias": rng.uniform(-bound, bound, channels),
         }
-        self.params = {k: v.astype(self.dtype) for k, v in self.params.items()}
+        params = {k: v.astype(self.dtype) for k, v in params.items()}
+        buffers = {}
         self.cdsa = None
         if mode in CONTROLS:
             self.cdsa = CONTROLS[mode](channels, self.ds, backend=backend, dtype=dtype, seed=rng)
@@ -105,9 +106,9 @@ class ChangeDetector(Module):
             pytorch_conv_init(self.cdsa, rng)
             self.children = [self.cdsa]
             # CDSA's own live arrays, under the PyTorch port's names
-            self.params.update({"cdsa." + k: v for k, v in self.cdsa.params.items()})
-            self.buffers = {"cdsa." + k: v for k, v in self.cdsa.buffers.items()}
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+            params.update({"cdsa." + k: v for k, v in self.cdsa.params.items()})
+            buffers = {"cdsa." + k: v for k, v in self.cdsa.buffers.items()}
+        self._set_params(params, buffers)
 
     def __repr__(self):
         return (
