@@ -1,4 +1,4 @@
-"""The ``minattn`` command line: demo, gradcheck, bench, exercises, grade, notebooks.
+"""The ``minattn`` command line: demo, gradcheck, bench, exercises, grade, gradescope, notebooks.
 
 Bad arguments end in a one-line message and exit status 2, never a traceback.
 """
@@ -103,6 +103,7 @@ def build_parser():
     )
     sub.add_parser("exercises", help="write the student version of the exercises", add_help=False)
     sub.add_parser("grade", help="grade students' exercise notebooks", add_help=False)
+    sub.add_parser("gradescope", help="build a Gradescope autograder (a zip)", add_help=False)
     sub.add_parser("notebooks", help="write the course notebooks into a folder", add_help=False)
     return p
 
@@ -127,6 +128,10 @@ def main(argv=None):
             from ..course.grading import batch
 
             return batch.main(argv[1:])
+        if command == "gradescope":
+            from ..course.gradescope import bundle
+
+            return bundle.main(argv[1:])
         args = build_parser().parse_args(argv)
         return args.func(args)
     except (ValueError, TypeError, OSError) as e:
