@@ -149,8 +149,9 @@ def document(config, tests, lines, score):
 def unfinished(config):
     """What results.json says until grading is done: 0, and why."""
     limit = config["time_limit"]
-    doc = failed(config, f"Grading did not finish within its time limit ({limit} s), so nothing "
-                 "was graded: does a cell or a function of your notebook run forever?")  # fmt: skip
+    doc = failed(config, f"Grading did not finish within its time limit ({limit} s) or ran out "
+                 "of memory, so nothing was graded: does a cell or a function of your notebook "
+                 "run forever, or fill the memory?")  # fmt: skip
     doc["execution_time"] = limit
     return doc
 

@@ -197,5 +197,5 @@ def describe(config, out):
         f"{points:g} points, from {', '.join(config['assignments'])}\n"
         f"on Gradescope: upload it as the autograder (base image Ubuntu 22.04 or newer), and "
         f"set the autograder timeout to at least {minutes:g} minutes (it stops itself after "
-        f"{config['time_limit']} s) and its memory to at least 2 GB (see docs/teachers.md)"
+        f"{config['time_limit']} s) and its memory to at least 2 GB (teachers' page: On Gradescope)"
     )
