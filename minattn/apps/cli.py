@@ -1,5 +1,5 @@
-"""The ``minattn`` command line: demo, gradcheck, bench, explore, train, exercises,
-grade, notebooks.
+"""The ``minattn`` command line: demo, gradcheck, bench, explore, train, exercises, grade,
+gradescope, notebooks.
 
 Bad arguments end in a one-line message and exit status 2, never a traceback.
 """
@@ -117,6 +117,7 @@ def build_parser():
     )
     sub.add_parser("exercises", help="write the student version of the exercises", add_help=False)
     sub.add_parser("grade", help="grade students' exercise notebooks", add_help=False)
+    sub.add_parser("gradescope", help="build a Gradescope autograder (a zip)", add_help=False)
     sub.add_parser("notebooks", help="write the course notebooks into a folder", add_help=False)
     return p
 
@@ -154,6 +155,10 @@ def main(argv=None):
             from ..course.grading import batch
 
             return batch.main(argv[1:])
+        if command == "gradescope":
+            from ..course.gradescope import bundle
+
+            return bundle.main(argv[1:])
         args = build_parser().parse_args(argv)
         return args.func(args)
     except (ValueError, TypeError, OSError) as e:

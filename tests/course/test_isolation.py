@@ -215,8 +215,7 @@ def test_the_channel_round_trips_data_and_refuses_anything_else():
         wire._lengths(b'{"id": 1, "points": 2.0}'[: wire.HEADER.size])
 
 
-def test_malformed_answers_fail_that_exercise_only(tmp_path):
-    garbage = """
+GARBAGE = """
 def softmax_forward(energy):
     import os
     for fd in range(3, 64):
@@ -226,7 +225,10 @@ def softmax_forward(energy):
             pass
     return energy, energy
 """
-    report = runner.grade(attacked(tmp_path, "garbage", softmax=garbage), run=False)
+
+
+def test_malformed_answers_fail_that_exercise_only(tmp_path):
+    report = runner.grade(attacked(tmp_path, "garbage", softmax=GARBAGE), run=False)
     by_id = {r.id: r for r in report.results}
     assert by_id["softmax_forward"].points == 0
     assert report.total == 16, report.table()

@@ -73,3 +73,17 @@ def test_from_an_empty_folder_write_fill_and_grade_to_full_marks(fresh, tmp_path
     out = run(str(bin_ / "minattn"), "grade", "filled.ipynb", "--json", cwd=tmp_path)
     report = json.loads(out.strip().splitlines()[-1])
     assert report["total"] == report["max"] == 18, out
+
+
+def test_from_an_installed_wheel_the_gradescope_bundle_carries_that_package(fresh, tmp_path):
+    bin_, wheel = fresh
+    out = run(str(bin_ / "minattn"), "gradescope", "02_seven_steps", "--out", "ag.zip",
+              cwd=tmp_path)  # fmt: skip
+    assert "wrote ag.zip" in out
+    bundle = zipfile.ZipFile(tmp_path / "ag.zip")
+    assert sorted(bundle.namelist()) == sorted(["setup.sh", "run_autograder",
+        "minattn-gradescope.json", Path(wheel).name])  # fmt: skip
+    inner = zipfile.ZipFile(bundle.open(Path(wheel).name))
+    ours = {n for n in inner.namelist() if n.startswith("minattn/")}
+    built = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("minattn/")}
+    assert ours == {n for n in built if not n.endswith(".ipynb")}  # all but the notebooks

@@ -106,6 +106,12 @@ def build_parser():
     p.add_argument("--csv", metavar="FILE", help="write a gradebook (one row per submission)")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="grade N submissions at a time (default: the number of cores)")  # fmt: skip
+    add_grading_options(p)
+    return p
+
+
+def add_grading_options(p):
+    """--seed and the time limits, as ``minattn grade`` and ``minattn gradescope`` take them."""
     p.add_argument("--seed", type=int, default=0, help="seed of the hidden tests (default 0)")
     for flag, key, help_text in (
         ("--cell-timeout", "cell_timeout", "interrupt a cell after S seconds"),
@@ -120,6 +126,20 @@ def build_parser():
     return p
 
 
+def grading_options(args):
+    """The options of `grade_many` from parsed arguments; ValueError if a limit is not > 0."""
+    for name in ("cell_timeout", "timeout", "exercise_timeout", "jobs"):
+        value = getattr(args, name, None)
+        if value is not None and not value > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be > 0")
+    return {
+        "seed": args.seed,
+        "cell_timeout": args.cell_timeout,
+        "total_timeout": args.timeout,
+        "exercise_timeout": args.exercise_timeout,
+    }
+
+
 def main(argv=None):
     """Entry point of ``minattn grade``; returns the exit status.
 
@@ -127,17 +147,11 @@ def main(argv=None):
     arguments, a single bad notebook, or the grader's own files changed.
     """
     args = build_parser().parse_args(argv)
-    for name in ("cell_timeout", "timeout", "exercise_timeout", "jobs"):
-        value = getattr(args, name, None)
-        if value is not None and not value > 0:
-            print(f"minattn grade: error: --{name.replace('_', '-')} must be > 0", file=sys.stderr)
-            return 2
-    options = {
-        "seed": args.seed,
-        "cell_timeout": args.cell_timeout,
-        "total_timeout": args.timeout,
-        "exercise_timeout": args.exercise_timeout,
-    }
+    try:
+        options = grading_options(args)
+    except ValueError as e:
+        print(f"minattn grade: error: {e}", file=sys.stderr)
+        return 2
     try:
         graded = grade_many(args.paths, jobs=args.jobs, **options)
     except manifest.Tampered as e:

@@ -55,8 +55,10 @@ class Report:
             "exercises": [r.as_json() for r in self.results],
         }
 
-    def table(self):
-        lines = [f"minattn grade: {self.notebook} (exercises of {self.assignment})"]
+    def run_notes(self, leave_out=()):
+        """How the notebook ran (cells with errors) and the grader's notes, one line each;
+        notes in ``leave_out`` left out."""
+        lines = []
         if self.execution is not None:
             ran = f"ran in {self.execution.seconds:.1f} s"
             errors = self.execution.errors()
@@ -66,7 +68,11 @@ class Report:
                 ran += f"; cells with errors: {shown}{more}"
             lines.append(f"notebook {ran}")
             lines += [f"note: {n}" for n in self.execution.notes]
-        lines += [f"note: {n}" for n in self.notes]
+        return lines + [f"note: {n}" for n in self.notes if n not in leave_out]
+
+    def table(self):
+        lines = [f"minattn grade: {self.notebook} (exercises of {self.assignment})"]
+        lines += self.run_notes()
         width = max([len("exercise")] + [len(r.id) for r in self.results])
         lines.append(f"{'exercise':{width}s}  {'points':>11s}  feedback")
         lines.append(f"{'-' * width}  {'-' * 11}  {'-' * 8}")

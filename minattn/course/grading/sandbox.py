@@ -16,12 +16,14 @@ before the student's code starts (``setpriv``: no capabilities, no new privilege
 supplementary groups). Resource limits (``prlimit``: CPU time, address space, file size,
 processes) are set before the user changes, so the student cannot raise them.
 
-Without bwrap the limits, the separate process and the unprivileged user (when the
-interpreter is readable by it) still hold; the file system and network walls do not: the
-graded functions could import minattn, and a notebook could write wherever its user may.
-`Sandbox.weaker` says so, and the report shows it.
+Without bwrap (or where it is installed but cannot make its namespaces, as in a container
+that forbids them: `bwrap_works` tries once) the limits, the separate process and the
+unprivileged user (when the interpreter is readable by it) still hold; the file system and
+network walls do not: the graded functions could import minattn, and a notebook could
+write wherever its user may. `Sandbox.weaker` says so, and the report shows it.
 """
 
+import functools
 import os
 import pwd
 import shutil
@@ -65,16 +67,21 @@ class Sandbox:
     bwrap: str | None
     ids: tuple | None  # (uid, gid) to drop to, when the grader runs as root
     limits: Limits = field(default_factory=Limits)
+    without: str = "bubblewrap (bwrap) is not used here"  # why there is no bwrap, if not
 
     @classmethod
     def here(cls, limits=None, *, use_bwrap=True):
         """This machine's sandbox; MINATTN_GRADE_BWRAP=0 (for measurements) goes without."""
         use_bwrap = use_bwrap and os.environ.get("MINATTN_GRADE_BWRAP", "1") != "0"
         bwrap = shutil.which("bwrap") if use_bwrap else None
+        without = cls.without
+        if bwrap and not bwrap_works(bwrap):
+            bwrap = None
+            without = "bubblewrap (bwrap) is installed but cannot make its namespaces here"
         ids = grader_ids()
         if not bwrap and not all(_open_to_all(p) for p in interpreter_paths()):
             ids = None  # without bwrap's binds another user could not even start Python here
-        return cls(bwrap, ids, limits or Limits())
+        return cls(bwrap, ids, limits or Limits(), without)
 
     @property
     def weaker(self):
@@ -82,7 +89,7 @@ class Sandbox:
         if self.bwrap:
             return None
         return (
-            "bubblewrap (bwrap) is not used here: student code ran with resource limits in "
+            f"{self.without}: student code ran with resource limits in "
             "its own process, but without the file-system and network walls"
             + ("" if self.ids else ", as the grader's own user")
         )
@@ -201,6 +208,19 @@ class Mounts:
         """An empty read-only folder over ``path`` (a site-packages the sandbox must not see)."""
         if os.path.isdir(path) and any(_under(path, b) for b in self.bound):
             self.args += ["--tmpfs", path, "--remount-ro", path]
+
+
+@functools.cache
+def bwrap_works(bwrap):
+    """Can ``bwrap`` make the namespaces the sandboxes use? Not where they are forbidden (a
+    container run with the default Docker profile, for one): there every student process
+    would fail to start, so the grader goes without bwrap and says so."""
+    argv = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", *UNSHARE,
+            "--die-with-parent", "--new-session", shutil.which("true") or "/bin/true"]  # fmt: skip
+    try:
+        return subprocess.run(argv, capture_output=True, timeout=60, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 def _open_to_all(path):
