@@ -6,6 +6,8 @@ The glossary's terms in this Chinese are checked with the rest of the course's C
 """
 
 import ast
+import contextlib
+import io
 import re
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import numpy as np
 import pytest
 from reference_solutions import all_exercises, functions
 
-from minattn.course.grading import EXERCISES, chinese, check
+from minattn.course.grading import EXERCISES, check, chinese
 from minattn.course.grading.catalog import grade_exercise
 
 GRADING = Path(chinese.__file__).parent
@@ -154,9 +156,6 @@ def _assert_bilingual(text):
 
 def _checked(exercise_id, *fns):
     """(points or None, what the cell shows: printed lines, then the AssertionError's)."""
-    import contextlib
-    import io
-
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         try:
