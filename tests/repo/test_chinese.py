@@ -25,16 +25,12 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 THRESHOLD = 0.75
 
-# Not yet in Chinese: phase B of issue 23 translates them once the helpers changing them now
-# (the attention explorer, training, grading, kernels and the package's new layout) are merged.
+# Not yet in Chinese: translated once the helpers rewriting them now are merged (issue 23).
 PENDING = {
-    "notebooks/06_attention_on_images.ipynb": "phase B: the attention explorer is changing it",
-    "notebooks/08_learning_attention.ipynb": "phase B: the training work is changing it",
+    "notebooks/08_learning_attention.ipynb": "the training work is rewriting it",
+    "docs/training.md": "the training work is rewriting it",
+    "docs/kernels.md": "the kernels work is changing it",
     "docs/teachers.md": "phase B: the grading work rewrites it",
-    "docs/training.md": "phase B: the training work is changing it",
-    "docs/kernels.md": "phase B: the kernels work is changing it",
-    "docs/architecture.md": "phase B: the package is moving into folders by layer",
-    "docs/api.md": "phase B: the package is moving into folders by layer",
 }
 
 MEASURED = materials()
