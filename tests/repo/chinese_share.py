@@ -9,8 +9,9 @@ What counts as explanatory prose: the Markdown cells of a notebook, or the Markd
 (with its Chinese edition, ``page.zh.md``, beside it), block quotes of the article included (a
 Chinese reader reads them). Left out: code (fenced blocks and inline code), formulas, HTML tags,
 link targets and mkdocstrings' directives (``::: minattn.BAM`` and its options: the API page's
-generated entries, whose docstrings are English in both editions). Measured so, the files as issue 23 found them give its figures (notebook 02:
-0.85 here, 0.86 in the issue; 01: 0.17; 03: 0.28; 05: 0.15; 06: 0.05; 07: 0.14; 08: 0.08).
+generated entries, whose docstrings are English in both editions). Measured so, the files as
+issue 23 found them give its figures (notebook 02: 0.85 here, 0.86 in the issue; 01: 0.17;
+03: 0.28; 05: 0.15; 06: 0.05; 07: 0.14; 08: 0.08).
 
 The prose is cut into segments (paragraphs, list items, table cells). A segment is Chinese when
 it has at least as many Chinese characters as Latin words, else English: Chinese characters are
