@@ -50,6 +50,7 @@ log = logging.getLogger("mkdocs.hooks.notebooks")
 CELL_TIMEOUT = 600  # seconds per cell
 STUDENT_NOTE = (
     "{ename}: {evalue}\n(Student version: this cell runs once the exercise it uses is written.)\n"
+    "（学生版：写好这个单元格用到的练习之后，它就能运行。）\n"
 )
 
 _state = {"tmp": None, "downloads": {}, "executed": {}}
@@ -123,8 +124,9 @@ def _replace_student_errors(nb):
             continue
         for k, out in enumerate(cell.outputs):
             if out.get("output_type") == "error":
-                first = (out.get("evalue") or "").splitlines()[:1]
-                text = STUDENT_NOTE.format(ename=out.get("ename"), evalue="".join(first))
+                # a check cell's verdict is two lines, in English and in Chinese
+                first = (out.get("evalue") or "").splitlines()[:2]
+                text = STUDENT_NOTE.format(ename=out.get("ename"), evalue="\n".join(first))
                 cell.outputs[k] = nbformat.v4.new_output("stream", name="stderr", text=text)
                 count += 1
     return count

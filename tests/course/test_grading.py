@@ -427,13 +427,15 @@ def test_the_feedback_names_the_wrong_step_under_isolation_too():
     )
 
 
-def test_check_prints_or_raises_one_line():
+def test_check_prints_or_raises_one_line_in_each_language():
     def flatten_forward(x):
         return x.reshape(x.shape[0], x.shape[1], -1), x.shape
 
     assert check("flatten_forward", flatten_forward) == 1  # the points: nbgrader reads them
-    with pytest.raises(AssertionError, match=r"flatten_forward: 0/1 points: .*yours"):
+    with pytest.raises(AssertionError, match=r"flatten_forward: 0/1 points: .*yours") as info:
         check("flatten_forward", lambda x: (x.reshape(x.shape[0], -1, x.shape[1]), x.shape))
+    english, chinese = str(info.value).split("\n")  # tests/course/test_feedback_chinese.py
+    assert chinese.startswith("flatten_forward（") and "0/1 分" in chinese
     with pytest.raises(ValueError, match="exercise_id must be one of"):
         check("nonsense", flatten_forward)
     with pytest.raises(TypeError, match="needs 2 function"):

@@ -7,7 +7,8 @@
   article's Chinese around English commentary 0.58 (the article page before its Chinese
   edition). 0.75 passes a complete translation that is 10 to 30 % terser than average and
   fails anything that leaves whole paragraphs in English.
-- The Chinese prose uses the fixed terms of ``docs/glossary.md`` and none of their rivals.
+- The Chinese prose uses the fixed terms of ``docs/glossary.md`` and none of their rivals; so does
+  the Chinese feedback of the check cells (``minattn/course/grading/chinese.py``).
 - A Chinese page ``x.zh.md`` keeps every heading anchor of ``x.md``, so a link to a section
   lands on it in both editions of the site.
 """
@@ -24,16 +25,11 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 THRESHOLD = 0.75
 
-# Not yet in Chinese: phase B of issue 23 translates them once the helpers changing them now
-# (the attention explorer, training, grading, kernels and the package's new layout) are merged.
+# Not yet in Chinese: translated once the helpers rewriting them now are merged (issue 23).
 PENDING = {
-    "notebooks/06_attention_on_images.ipynb": "phase B: the attention explorer is changing it",
-    "notebooks/08_learning_attention.ipynb": "phase B: the training work is changing it",
-    "docs/teachers.md": "phase B: the grading work rewrites it",
-    "docs/training.md": "phase B: the training work is changing it",
-    "docs/kernels.md": "phase B: the kernels work is changing it",
-    "docs/architecture.md": "phase B: the package is moving into folders by layer",
-    "docs/api.md": "phase B: the package is moving into folders by layer",
+    "notebooks/08_learning_attention.ipynb": "the training work is rewriting it",
+    "docs/training.md": "the training work is rewriting it",
+    "docs/kernels.md": "the kernels work is changing it",
 }
 
 MEASURED = materials()
@@ -104,6 +100,18 @@ def chinese_sources():
         if not path.name.startswith("glossary"):
             yield path.name, path.read_text(encoding="utf-8")
     yield "README.zh-CN.md", (ROOT / "README.zh-CN.md").read_text(encoding="utf-8")
+    yield "grader feedback", grader_chinese()
+
+
+def grader_chinese():
+    """The Chinese a check cell prints (minattn/course/grading/chinese.py and each exercise's
+    Chinese summary and expected error), one paragraph per text, placeholders left out."""
+    from minattn.course.grading import EXERCISES, chinese
+
+    texts = [zh for _, zh in chinese.KINDS] + list(chinese.PHRASES.values())
+    texts += [chinese.TABLE_LEGEND, chinese.UNKNOWN]
+    texts += [t for e in EXERCISES.values() for t in (e.summary_zh, e.expected_error_zh)]
+    return "\n\n".join(re.sub(r"\{\w+\}", " ", t) for t in texts)
 
 
 def test_the_glossary_fixes_the_terms_the_issue_names():
@@ -135,6 +143,12 @@ def test_every_fixed_term_is_used():
     text = "\n".join(markdown for _, markdown in chinese_sources())
     unused = [term for term in TERMS if term not in text]
     assert not unused, f"the glossary fixes terms the course never uses: {unused}"
+
+
+def test_the_grader_feedback_is_checked_too():
+    segments = list(chinese_segments(grader_chinese()))
+    assert any("注意力分数" in segment for segment in segments)
+    assert len(segments) > 50
 
 
 def test_rival_pattern_allows_a_gloss_only():

@@ -14,6 +14,7 @@ themselves live in the ``hidden_*`` files of this package, never in a notebook.
 
 import warnings
 
+from . import chinese
 from .catalog import Exercise, Result, grade_exercise
 from .registry import EXERCISES, for_notebook, notebooks
 
@@ -28,7 +29,8 @@ def check(exercise_id, *functions, seed=0):
     line saying what is wrong where, when the exercise earns no points; otherwise prints
     the verdict and returns the points. As a check cell's last value, that number is what
     nbgrader's autograder reads as the cell's partial credit, so nbgrader and ``minattn
-    grade`` give the same score.
+    grade`` give the same score. Every English line is followed by the same in Chinese
+    (`chinese`), for the bilingual notebooks; the English is what ``minattn grade`` reports.
     """
     if exercise_id not in EXERCISES:
         raise ValueError(
@@ -47,13 +49,17 @@ def check(exercise_id, *functions, seed=0):
             exercise, dict(zip(exercise.functions, functions, strict=True)), seed=seed
         )
     score = f"{result.points:g}/{result.max_points:g} points"
+    verdict = chinese.verdict(exercise, result.points, result.max_points, result.feedback)
     if result.table:
         print(result.table)
+        print(chinese.TABLE_LEGEND)
     if result.points == 0:
-        raise AssertionError(f"{exercise_id}: {score}: {result.feedback}")
+        raise AssertionError(f"{exercise_id}: {score}: {result.feedback}\n{verdict}")
     print(f"{exercise_id}: {score}: {result.feedback}")
+    print(verdict)
     if exercise.expected_error and result.points == result.max_points:
         print(f"  a correct solution's error {exercise.expected_error}")
+        print(chinese.expected_error(exercise))
     return round(float(result.points), 4)
 
 

@@ -64,6 +64,9 @@ class Exercise:
     # seconds the student's own functions may run over all the hidden tests (the notebook
     # says it next to the exercise; the grader's own computations do not count)
     time_limit: float = 60.0
+    # the check cell's Chinese line (`chinese`): the summary and the expected error in Chinese
+    summary_zh: str = ""
+    expected_error_zh: str = ""
 
 
 @dataclass

@@ -233,5 +233,7 @@ CHAIN = (
         summary="BAM's whole backward pass, one gradient per line (backprop ninja)",
         replaces=tuple(n for n in _REF if n.endswith("_backward")),
         expected_error="is a few roundings for every gradient (about 1e-16 of its terms' size)",
+        summary_zh="BAM 的完整反向传播，每行一个梯度，即 backprop ninja",
+        expected_error_zh="对每个梯度都只是几次舍入（约为其各项大小的 1e-16）",
     ),
 )

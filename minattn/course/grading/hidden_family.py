@@ -152,5 +152,7 @@ FAMILY = (
         summary="DANet's channel attention, backward, one gradient per line",
         replaces=tuple(n for n in _REF if n.endswith("_backward")),
         expected_error="is a few roundings for every gradient (about 1e-16 of its terms' size)",
+        summary_zh="DANet 通道注意力的反向传播，每行一个梯度",
+        expected_error_zh="对每个梯度都只是几次舍入（约为其各项大小的 1e-16）",
     ),
 )

@@ -141,5 +141,7 @@ ONLINE = (
         summary="steps 3-5 with the online softmax: keys in blocks, never N x N",
         replaces=("softmax_forward", "energy_forward", "weighted_sum_forward"),
         expected_error="is a few roundings: about 1e-16 of its terms' size, times the energies'",
+        summary_zh="用在线 softmax 完成第 3 到 5 步：键分块处理，从不构造 N x N 矩阵",
+        expected_error_zh="只是几次舍入：约为其各项大小的 1e-16，再乘以注意力分数的大小",
     ),
 )

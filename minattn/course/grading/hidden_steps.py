@@ -372,6 +372,7 @@ def context_bam(interpolation="bilinear", seed=0):
 # ---------------------------------------------------------------- the exercises
 
 F64 = "is a few roundings: about 1e-16 of the size of the terms it sums, in float64"
+F64_ZH = "只是几次舍入：在 float64 下约为它所求和的各项大小的 1e-16"
 
 _CASES = {
     "conv1x1": (_case_conv1x1,),
@@ -387,7 +388,11 @@ _CASES = {
 }
 
 
+# summary: (English, Chinese); the Chinese is the check cell's second line (`chinese`)
+
+
 def _forward(step, points, out_name, summary, stub_names=()):
+    summary, summary_zh = summary
     name = f"{step}_forward"
     return Exercise(
         id=name,
@@ -399,10 +404,13 @@ def _forward(step, points, out_name, summary, stub_names=()):
         replaces=(name,),
         context=bam_context(name),
         expected_error=F64,
+        summary_zh=summary_zh,
+        expected_error_zh=F64_ZH,
     )
 
 
 def _backward(step, points, grad_names, summary):
+    summary, summary_zh = summary
     name = f"{step}_backward"
     return Exercise(
         id=name,
@@ -414,19 +422,43 @@ def _backward(step, points, grad_names, summary):
         replaces=(name,),
         context=bam_context(name),
         expected_error=F64,
+        summary_zh=summary_zh,
+        expected_error_zh=F64_ZH,
     )
 
 
 # the names are the notebooks' (the exercise's text, or the stub's return line)
 FORWARD = (
-    _forward("avg_pool", 2, "pooled", "average pooling by ds"),
-    _forward("conv1x1", 2, "out", "step 1: a 1x1 convolution"),
-    _forward("flatten", 1, "out", "step 2: (B, C, h, w) -> (B, C, N)"),
-    _forward("energy", 2, "energy", "step 3: the energy query^T key"),
-    _forward("scale", 1, "scaled", "step 4: the scale"),
-    _forward("softmax", 2, "attention", "step 3: the stable row softmax"),
-    _forward("weighted_sum", 2, "out", "step 5: the weighted sum of values"),
-    _forward("unflatten", 1, "out", "step 6: (B, C, N) -> (B, C, h, w)"),
+    _forward("avg_pool", 2, "pooled", ("average pooling by ds", "按 ds 平均池化")),
+    _forward("conv1x1", 2, "out", ("step 1: a 1x1 convolution", "第 1 步：1x1 卷积")),
+    _forward(
+        "flatten",
+        1,
+        "out",
+        ("step 2: (B, C, h, w) -> (B, C, N)", "第 2 步：(B, C, h, w) -> (B, C, N)"),
+    ),
+    _forward(
+        "energy",
+        2,
+        "energy",
+        ("step 3: the energy query^T key", "第 3 步：注意力分数，查询与键的点积"),
+    ),
+    _forward("scale", 1, "scaled", ("step 4: the scale", "第 4 步：缩放")),
+    _forward(
+        "softmax",
+        2,
+        "attention",
+        ("step 3: the stable row softmax", "第 3 步：数值稳定的按行 softmax"),
+    ),
+    _forward(
+        "weighted_sum", 2, "out", ("step 5: the weighted sum of values", "第 5 步：值的加权和")
+    ),
+    _forward(
+        "unflatten",
+        1,
+        "out",
+        ("step 6: (B, C, N) -> (B, C, h, w)", "第 6 步：(B, C, N) -> (B, C, h, w)"),
+    ),
     Exercise(
         id="bilinear_matrix",
         notebook="02_seven_steps",
@@ -436,20 +468,45 @@ FORWARD = (
         summary="the bilinear interpolation weights (align_corners=False)",
         replaces=("bilinear_matrix",),
         expected_error="is exactly 0, or a few times 1e-16",
+        summary_zh="双线性插值的权重（align_corners=False）",
+        expected_error_zh="恰好为 0，或是 1e-16 的几倍",
     ),
-    _forward("upsample", 2, "out", "the resize back, nearest and bilinear", ("out", "Mh", "Mw")),
-    _forward("residual", 1, "z", "step 7: the residual"),
+    _forward(
+        "upsample",
+        2,
+        "out",
+        ("the resize back, nearest and bilinear", "上采样，最近邻与双线性"),
+        ("out", "Mh", "Mw"),
+    ),
+    _forward("residual", 1, "z", ("step 7: the residual", "第 7 步：残差连接")),
 )
 
 BACKWARD = (
-    _backward("residual", 1, ("dx", "df", "dgamma"), "step 7 backward"),
-    _backward("upsample", 2, ("dx",), "the resize's backward, nearest and bilinear"),
-    _backward("unflatten", 1, ("dx",), "step 6 backward"),
-    _backward("weighted_sum", 2, ("dvalue", "dattention"), "step 5 backward"),
-    _backward("softmax", 3, ("dscaled",), "the softmax backward, without its Jacobian"),
-    _backward("scale", 1, ("denergy",), "step 4 backward"),
-    _backward("energy", 2, ("dquery", "dkey"), "step 3 backward: the energy"),
-    _backward("flatten", 1, ("dx",), "step 2 backward"),
-    _backward("conv1x1", 3, ("dx", "dweight", "dbias"), "step 1 backward"),
-    _backward("avg_pool", 2, ("dx",), "average pooling backward"),
+    _backward("residual", 1, ("dx", "df", "dgamma"), ("step 7 backward", "第 7 步的反向传播")),
+    _backward(
+        "upsample",
+        2,
+        ("dx",),
+        ("the resize's backward, nearest and bilinear", "上采样的反向传播，最近邻与双线性"),
+    ),
+    _backward("unflatten", 1, ("dx",), ("step 6 backward", "第 6 步的反向传播")),
+    _backward(
+        "weighted_sum", 2, ("dvalue", "dattention"), ("step 5 backward", "第 5 步的反向传播")
+    ),
+    _backward(
+        "softmax",
+        3,
+        ("dscaled",),
+        ("the softmax backward, without its Jacobian", "softmax 的反向传播，不构造雅可比矩阵"),
+    ),
+    _backward("scale", 1, ("denergy",), ("step 4 backward", "第 4 步的反向传播")),
+    _backward(
+        "energy",
+        2,
+        ("dquery", "dkey"),
+        ("step 3 backward: the energy", "第 3 步的反向传播：注意力分数"),
+    ),
+    _backward("flatten", 1, ("dx",), ("step 2 backward", "第 2 步的反向传播")),
+    _backward("conv1x1", 3, ("dx", "dweight", "dbias"), ("step 1 backward", "第 1 步的反向传播")),
+    _backward("avg_pool", 2, ("dx",), ("average pooling backward", "平均池化的反向传播")),
 )

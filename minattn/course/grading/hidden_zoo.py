@@ -13,6 +13,7 @@ import numpy as np
 from ...checking.gradcheck import gradcheck
 from ...modules.bam import BAM
 from .catalog import Exercise, Part
+from .chinese import PHRASES
 from .tools import Fail, call
 
 BRANCH = tuple(f"{p}_conv.{w}" for p in ("query", "key", "value") for w in ("weight", "bias"))
@@ -128,6 +129,7 @@ def prediction(case, function):
         points=1,
         parts=(Part("values", 1.0, values),),
         summary=f"predict the failing rows ({case.replace('_', ' ')})",
+        summary_zh=f"预测哪些行会失败（{PHRASES[case.replace('_', ' ')]}）",
     )
 
 
@@ -189,6 +191,8 @@ ZOO = (
         parts=factor_parts(),
         summary="read the wrong factor off the table, and explain it from the module",
         expected_error="should agree to about 1e-9",
+        summary_zh="从表中读出错误的倍数，并由模块的设置解释它",
+        expected_error_zh="应当在约 1e-9 的范围内一致",
     ),
     prediction("transposed", "predict_transposed"),
     prediction("no_row_sum", "predict_no_row_sum"),
@@ -202,5 +206,6 @@ ZOO = (
         points=2,
         parts=vacuous_parts(),
         summary="find the rows of a gradcheck table that tested nothing",
+        summary_zh="找出梯度检验表中什么也没检验到的行",
     ),
 )
