@@ -234,6 +234,20 @@ def test_malformed_answers_fail_that_exercise_only(tmp_path):
     assert report.total == 16, report.table()
 
 
+KILL_ITSELF = ["import os\nos._exit(3)", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"]
+
+
+def test_a_statement_that_kills_the_process_is_skipped_not_fatal(tmp_path):
+    """A cell that ends the process (os._exit, SIGKILL), here after all the solutions and
+    again between two of them, costs nothing: the grader loads the code again without it."""
+    path = attacked(tmp_path, "suicide", cells=KILL_ITSELF)
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.insert(3, nbformat.v4.new_code_cell(KILL_ITSELF[0]))
+    nbformat.write(nb, path)
+    report = runner.grade(path, run=False)
+    assert report.total == report.max == 18, report.table()
+
+
 # ---------------------------------------------------------------- the grader's own files
 
 

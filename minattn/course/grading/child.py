@@ -7,7 +7,9 @@ This file and ``wire.py`` are copied (or bound) next to it; SITE holds only NumP
 1. It receives the submission's code: every statement of every code cell (IPython syntax
    already turned into Python by the grader, check cells left out). It runs them in
    order in one namespace, as a notebook would; a statement that raises, or runs longer
-   than the statement limit, is recorded and skipped, and the rest still run.
+   than the statement limit, is recorded and skipped, and the rest still run. Before each
+   statement it says which one it starts, so that if the statement kills the process
+   (``os._exit``, a signal) the grader can start a new one without it.
 2. It answers "ready" with the failures and what each requested name turned out to be.
 3. Then it serves calls: a function name and arguments in, the result (or the exception's
    type and message) out, as data (see ``wire.py``). What it says is never trusted: the
@@ -44,8 +46,11 @@ class _IPython:
         return lambda *args, **kwargs: None
 
 
-def run_statements(cells, ns, limit):
-    """Execute [[cell, [[line, source], ...]], ...] in ``ns``; the failures, recorded."""
+def run_statements(cells, ns, limit, starting=lambda cell, line: None):
+    """Execute [[cell, [[line, source], ...]], ...] in ``ns``; the failures, recorded.
+
+    ``starting(cell, line)`` is called before each statement runs.
+    """
     failed = []
 
     def alarm(signum, frame):
@@ -54,6 +59,7 @@ def run_statements(cells, ns, limit):
     signal.signal(signal.SIGALRM, alarm)
     for cell, statements in cells:
         for line, source in statements:
+            starting(cell, line)
             try:
                 code = compile("\n" * (line - 1) + source, f"<cell {cell}>", "exec")
                 signal.setitimer(signal.ITIMER_REAL, limit)
@@ -152,7 +158,11 @@ def main(argv):
     server = Server(wire, fd_in, fd_out)
     load, _ = wire.read_blocking(fd_in)
     ns = {"__name__": "__main__", "__builtins__": builtins, "get_ipython": _IPython}
-    failed = run_statements(load["cells"], ns, load["statement_timeout"])
+
+    def starting(cell, line):
+        server.send({"op": "running", "cell": cell, "line": line})
+
+    failed = run_statements(load["cells"], ns, load["statement_timeout"], starting)
     kinds = {name: kind_of(ns.get(name)) for name in load["names"]}
     server.send({"op": "ready", "failed": failed, "kinds": kinds})
     server.serve(ns)

@@ -58,6 +58,17 @@ class Ready:
     kinds: dict  # requested name -> "function", "missing" or a type name
 
 
+MAX_KILLED = 3  # statements that may kill the process before the code counts as unloadable
+
+
+class DiedAt(Exception):  # noqa: N818 -- it is an event, not a programming error
+    """The process died (``os._exit``, a signal) while running one statement of the code."""
+
+    def __init__(self, cell, line):
+        super().__init__(f"cell {cell}, line {line}")
+        self.cell, self.line = cell, line
+
+
 class Process:
     """One isolated process: started, loaded with the code, then answering calls."""
 
@@ -89,8 +100,17 @@ class Process:
             os.close(from_child)
         self.reader = wire.Reader(self.r)
         wire.write_with_deadline(self.w, wire.frame(self.load), deadline)
-        message, _ = self.reader.read(deadline)
-        return _ready(message)
+        running = None  # the statement the code is running: (cell, line)
+        while True:
+            try:
+                message, _ = self.reader.read(deadline)
+            except wire.Closed:
+                if running is None:
+                    raise
+                raise DiedAt(*running) from None
+            if not _is_running(message):
+                return _ready(message)
+            running = (message["cell"], message["line"])
 
     def call(self, name, args, kwargs, deadline):
         self.seq += 1
@@ -166,6 +186,23 @@ class Process:
             self.proc = None
 
 
+def _is_running(message):
+    """A report of which statement the code starts: {"op": "running", "cell", "line"}."""
+    if not (isinstance(message, dict) and message.get("op") == "running"):
+        return False
+    if set(message) != {"op", "cell", "line"}:
+        raise wire.Malformed("a malformed progress report")
+    wire._int(message["cell"]), wire._int(message["line"])
+    return True
+
+
+def _without(cells, cell, line):
+    """The code without one statement (the one that killed the process)."""
+    return [
+        [c, [s for s in statements if not (c == cell and s[0] == line)]] for c, statements in cells
+    ]
+
+
 def _ready(message):
     if not isinstance(message, dict) or set(message) != {"op", "failed", "kinds"}:
         raise wire.Malformed("not a ready message")
@@ -238,23 +275,38 @@ class Session:
         self.ready = None  # the first run's report: what failed, what each name is
         self.baseline = None  # its address space, bytes, with the code loaded
         self.problem = None  # why the code could not be loaded at all
+        self.killed = []  # [cell, line, why] of statements that killed the process
         self.budget = Budget(float("inf"))
 
     def start(self, sandbox=None):
-        """A fresh process with the code loaded; returns it, or None (see ``problem``)."""
-        process = Process(sandbox or self.sandbox, self.load)
-        try:
-            ready = process.start(time.monotonic() + self.setup_timeout)
-        except wire.Timeout:
-            self.problem = f"running your notebook's code took longer than {self.setup_timeout:g} s"
-        except (wire.Closed, wire.Malformed, OSError) as e:
-            self.problem = f"the process running your notebook's code failed ({e})"
-        else:
-            if self.ready is None:
-                self.ready = ready
-                self.baseline = max((_vm_size(p) for p in process.python_pid()), default=None)
-            return process
-        process.kill()
+        """A fresh process with the code loaded; returns it, or None (see ``problem``).
+
+        A statement that kills the process (``os._exit``, a signal) is left out and the code
+        loaded again, up to ``MAX_KILLED`` times; each one is reported as a failed statement.
+        """
+        for _ in range(MAX_KILLED + 1):
+            process = Process(sandbox or self.sandbox, self.load)
+            try:
+                ready = process.start(time.monotonic() + self.setup_timeout)
+            except DiedAt as died:
+                process.kill()
+                self.load["cells"] = _without(self.load["cells"], died.cell, died.line)
+                self.killed.append([died.cell, died.line, "the process died here: skipped"])
+                continue
+            except wire.Timeout:
+                limit = self.setup_timeout
+                self.problem = f"running your notebook's code took longer than {limit:g} s"
+            except (wire.Closed, wire.Malformed, OSError) as e:
+                self.problem = f"the process running your notebook's code failed ({e})"
+            else:
+                if self.ready is None:
+                    ready.failed = sorted(ready.failed + self.killed)
+                    self.ready = ready
+                    self.baseline = max((_vm_size(p) for p in process.python_pid()), default=None)
+                return process
+            process.kill()
+            return None
+        self.problem = f"your notebook's code killed the process {MAX_KILLED + 1} times"
         return None
 
     def functions(self, exercise, budget):
