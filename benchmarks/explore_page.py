@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from minattn.apps import explore_inputs
-from minattn.apps.explore import explore
 from minattn.features import load_photo
+from minattn.viz.explore import explore
 
 # (name, module, size, ds): the default run, and maps of 128 x 128 pooled pixels
 CASES = [

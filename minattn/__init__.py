@@ -9,12 +9,11 @@ The package is built in layers (docs/architecture.md), each a folder:
     checking/      gradcheck and compare_steps
     training/      optimisers, losses, change detection
     course/        student versions of the exercises, the grader
+    viz/           the attention explorer page (minattn.explore)
     apps/          the command line, the demo, the benchmark
 
 The step files are also reachable from here: ``minattn.steps``, ``minattn.resize``,
 ``minattn.layers``, ``minattn.batchnorm``, ``minattn.regions``, ``minattn.reference``.
-``minattn.explore`` (the attention explorer page) lives in ``apps/`` and is imported on first
-use, so that ``import minattn`` does not load the programs.
 """
 
 from .checking.compare import CompareReport, compare_steps
@@ -28,6 +27,7 @@ from .modules.position import PositionAttention
 from .modules.se import SqueezeExcitation
 from .ops import batchnorm, layers, reference, regions, resize, steps
 from .training import losses, optim
+from .viz.explore import explore
 
 __all__ = [
     "BAM",
@@ -54,12 +54,3 @@ __all__ = [
     "steps",
 ]
 __version__ = "0.1.0"
-
-
-def __getattr__(name):
-    """``minattn.explore``, imported from apps/ when first asked for."""
-    if name == "explore":
-        from .apps.explore import explore
-
-        return explore
-    raise AttributeError(f"module 'minattn' has no attribute {name!r}")

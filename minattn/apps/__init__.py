@@ -1,12 +1,10 @@
 """The programs: the ``minattn`` command line and what it runs.
 
-``cli``             ``minattn demo | gradcheck | bench | explore | train | exercises | grade``
+``cli``             ``minattn demo | gradcheck | bench | explore | train | exercises | grade |
+                    gradescope | notebooks``
 ``demo``            BAM on a photograph, step by step, checked and drawn (``make demo``)
 ``bench``           the timing table: backends against NumPy's matmul and PyTorch
-``explore``         ``minattn.explore``: the page where a pixel shows where it looks
-``explore_page``    that page's HTML, style and script
 ``explore_inputs``  what ``minattn explore`` shows: photo features, modules, weights
 
-May import anything in minattn; nothing in minattn imports it (but ``__main__``, and
-``minattn.explore``, imported on first use).
+May import anything in minattn; nothing in minattn imports it (but ``__main__``).
 """

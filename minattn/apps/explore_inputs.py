@@ -25,8 +25,8 @@ from ..modules.bam import BAM
 from ..modules.cdsa import CDSA
 from ..modules.pam import PAM
 from ..modules.position import PositionAttention
+from ..viz.explore import explore
 from .demo import demo_module
-from .explore import explore
 
 MODULES = ("bam", "position", "pam", "cdsa")
 PAIRS = ("pam", "cdsa")  # the modules that look at an image pair

@@ -1,6 +1,6 @@
 """The explorer page of `minattn.explore`: its HTML, style and script, as text.
 
-`minattn.apps.explore` fills three slots: ``{{title}}``, ``{{subtitle}}`` (HTML-escaped) and
+`minattn.viz.explore` fills three slots: ``{{title}}``, ``{{subtitle}}`` (HTML-escaped) and
 ``{{data}}`` (the JSON the script reads: the picture, the pooled map's size, and every pooled
 pixel's query and key). Everything the page needs is in this one file: no framework, no
 font, script or style from anywhere else, and a Content-Security-Policy that forbids the

@@ -44,7 +44,7 @@ from ..modules.bam import BAM, project_forward
 from ..modules.cdsa import CDSA
 from ..modules.pam import PAM
 from ..modules.position import PositionAttention
-from . import explore_page
+from . import page as explore_page
 
 MODULES = (BAM, PositionAttention, PAM, CDSA)  # the family's pixel-to-pixel attentions
 DEFAULT_TITLE = "Where does a pixel look? · 像素看向哪里？"
@@ -232,7 +232,7 @@ def png_data_url(rgb):
 
 
 def page_html(view, picture, title):
-    """The page's text: the template of `minattn.apps.explore_page` filled with ``view``."""
+    """The page's text: the template of `minattn.viz.page` filled with ``view``."""
     H, W = view.input
     h, w = view.grid
     data = {
