@@ -31,14 +31,15 @@ venv: $(VENV)/.installed
 demo: $(VENV)/.installed-core
 	$(BIN)/minattn demo
 
-# The site is built once, into build/site (the notebooks are executed for it); the site
-# tests then check that build (MINATTN_SITE) instead of building their own.
+# Each notebook runs once: pytest executes it as the site shows it and leaves the run in
+# build/notebook-cache, which the site build (into build/site) reuses; the site tests then
+# check that build (MINATTN_SITE) instead of building their own.
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest --ignore=tests/test_site.py
+	$(BIN)/python -m pytest --ignore=tests/repo/test_site.py
 	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
-	MINATTN_SITE=build/site $(BIN)/python -m pytest tests/test_site.py
+	MINATTN_SITE=build/site $(BIN)/python -m pytest tests/repo/test_site.py
 
 lab: $(VENV)/.installed-lab
 	$(BIN)/jupyter lab notebooks/

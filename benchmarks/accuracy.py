@@ -5,7 +5,7 @@
 Table 1: `minattn.gradcheck` (float64, eps 1e-6, every entry) over ds, interpolation,
 gamma and backend, with random non-zero parameters. Table 2, if torch is installed:
 the largest difference between minattn and the article's PyTorch module
-(tests/article_bam.py), relative to the largest entry, over output and all gradients.
+(tests/oracles/article_bam.py), relative to the largest entry, over output and all gradients.
 """
 
 import itertools
@@ -40,7 +40,7 @@ def torch_table():
     except ImportError:
         print("torch not installed: no comparison with the article's module")
         return
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "oracles"))
     from article_bam import ArticleBAM, BilinearBAM, GammaBAM
 
     print("minattn (numpy backend) against the article's PyTorch module, float64")

@@ -10,7 +10,7 @@ checkout; this script hands it over from wherever it is run.
 import sys
 from pathlib import Path
 
-from minattn.bench import main
+from minattn.apps.bench import main
 
 if __name__ == "__main__":
     sys.exit(main(torch_worker=Path(__file__).resolve().parent / "torch_worker.py"))

@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 import minattn
-from minattn.bench import _reset_peak, _status_kib
+from minattn.apps.bench import _reset_peak, _status_kib
 
 
 def main():

@@ -4,7 +4,7 @@ Run by the harness in its own process (the package never imports torch):
 
     python benchmarks/torch_worker.py --kind sdpa --config 2,64,64,128,1,64 --dtype float32
 
---kind article  the article's module (``tests/article_bam.py``): bmm, softmax, bmm
+--kind article  the article's module (``tests/oracles/article_bam.py``): bmm, softmax, bmm
 --kind sdpa     the same module with steps 3-5 done by ``F.scaled_dot_product_attention``
                 on (B, 1, N, channels) tensors, the layout its fused CPU flash kernel takes.
                 That kernel needs equal query/key/value channels (key_channels = in_dim);
@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # article_bam.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "oracles"))  # article_bam.py
 from article_bam import ArticleBAM, with_key_channels  # noqa: E402
 
-from minattn.bench import measure  # noqa: E402
+from minattn.apps.bench import measure  # noqa: E402
 
 
 class SDPABAM(ArticleBAM):

@@ -1,16 +1,22 @@
 """minattn: self-attention on image feature maps, from scratch in NumPy.
 
-The article's seven steps live in `minattn.steps` (vectorised) and
-`minattn.reference` (literal loops); pooling and the resize in
-`minattn.resize`; the Numba kernels in `minattn.kernels`. A backend
-(`minattn.backend`) is a table of these step functions, and every module
-(`minattn.BAM` and the rest of the family) is a short composition of steps
-on the shared base `minattn.modules.base.Module` (the layout: docs/architecture.md).
+The package is built in layers (docs/architecture.md), each a folder:
+
+    ops/        1. step functions, the article's seven steps and the rest (+ reference/)
+    kernels/       Numba: compiled loops and the streaming attention
+    backend.py  2. which function runs each step ("reference", "numpy", "numba")
+    modules/    3. BAM and the attention family, compositions of steps
+    checking/      gradcheck and compare_steps
+    training/      optimisers, losses, change detection
+    course/        student versions of the exercises, the grader
+    apps/          the command line, the demo, the benchmark
+
+The step files are also reachable from here: ``minattn.steps``, ``minattn.resize``,
+``minattn.layers``, ``minattn.batchnorm``, ``minattn.regions``, ``minattn.reference``.
 """
 
-from . import optim
-from .compare import CompareReport, compare_steps
-from .gradcheck import GradcheckReport, gradcheck, numerical_gradient, rel_error
+from .checking.compare import CompareReport, compare_steps
+from .checking.gradcheck import GradcheckReport, gradcheck, numerical_gradient, rel_error
 from .modules.bam import BAM
 from .modules.cdsa import CDSA
 from .modules.channel import ChannelAttention
@@ -18,6 +24,8 @@ from .modules.covariance import CovarianceAttention
 from .modules.pam import PAM
 from .modules.position import PositionAttention
 from .modules.se import SqueezeExcitation
+from .ops import batchnorm, layers, reference, regions, resize, steps
+from .training import losses, optim
 
 __all__ = [
     "BAM",
@@ -29,10 +37,17 @@ __all__ = [
     "PAM",
     "PositionAttention",
     "SqueezeExcitation",
+    "batchnorm",
     "compare_steps",
     "gradcheck",
-    "optim",
+    "layers",
+    "losses",
     "numerical_gradient",
+    "optim",
+    "reference",
+    "regions",
     "rel_error",
+    "resize",
+    "steps",
 ]
 __version__ = "0.1.0"

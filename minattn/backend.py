@@ -16,10 +16,14 @@ knows a fused kernel exists.
 """
 
 import types
+from typing import NamedTuple
 
-from . import batchnorm, layers, reference, regions, resize, steps
+import numpy as np
+
+from .ops import batchnorm, layers, reference, regions, resize, steps
 
 BACKENDS = ("reference", "numpy", "numba")
+FAST_BACKENDS = ("numpy", "numba")  # all but the literal loops, which take minutes beyond toy sizes
 
 # Each vectorised step file, and its literal twin in minattn.reference (same names).
 # A new step file joins both lists.
@@ -74,6 +78,27 @@ def ops_for(backend, *, fused=True):
     raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}")
 
 
+class FusedCache(NamedTuple):
+    """What the streaming kernel keeps: its inputs, its output and each query's log-sum-exp."""
+
+    query: np.ndarray  # (B, Ck, N)
+    key: np.ndarray  # (B, Ck, N)
+    value: np.ndarray  # (B, C, N)
+    out: np.ndarray  # (B, C, N)
+    lse: np.ndarray  # (B, N): log sum_j exp(scale * energy[i, j])
+    scale: float
+
+
+class AttendCache(NamedTuple):
+    """What steps 3-5 keep for the backward: the caches of the four steps, or the fused
+    kernel's (the other is None); ``attention`` is the (B, N, N) softmax, or None when the
+    fused kernel ran and never formed it."""
+
+    steps: tuple | None  # (energy, scale or None, softmax, weighted sum) caches
+    fused: FusedCache | None
+    attention: np.ndarray | None
+
+
 def _fused(kernels):
     if kernels is None:
         return {"fused_attention_forward": None, "fused_attention_backward": None}
@@ -84,7 +109,7 @@ def _fused(kernels):
         Keeps only the per-query log-sum-exp of the energies; never the N x N matrix.
         """
         out, lse = kernels.attention_forward(query, key, value, scale)
-        return out, (query, key, value, out, lse, scale)
+        return out, FusedCache(query, key, value, out, lse, scale)
 
     def fused_attention_backward(dout, cache):
         """dout (B, C, N) -> (dquery, dkey, dvalue), recomputing attention block by block."""
@@ -105,25 +130,26 @@ def attend_forward(ops, query, key, value, scale):
 
     query, key: (B, Ck, N); value: (B, C, N) -> out (B, C, N), cache.
     ``scale`` None skips step 4 (DANet's and SAGAN's attention have none).
-    ``cache["attention"]`` is the (B, N, N) softmax, or None when the fused kernel ran.
+    The cache is an `AttendCache`; its ``attention`` is the (B, N, N) softmax, or None when
+    the fused kernel ran.
     """
     if ops.fused_attention_forward is not None:
         out, c_fused = ops.fused_attention_forward(query, key, value, scale or 1.0)
-        return out, {"fused": c_fused, "attention": None}
+        return out, AttendCache(steps=None, fused=c_fused, attention=None)
     energy, c_e = ops.energy_forward(query, key)  # step 3: (B, N, N)
     c_s = None
     if scale is not None:
         energy, c_s = ops.scale_forward(energy, scale)  # step 4
     attention, c_a = ops.softmax_forward(energy)  # step 3: rows sum to 1
     out, c_w = ops.weighted_sum_forward(value, attention)  # step 5: (B, C, N)
-    return out, {"steps": (c_e, c_s, c_a, c_w), "attention": attention}
+    return out, AttendCache(steps=(c_e, c_s, c_a, c_w), fused=None, attention=attention)
 
 
 def attend_backward(ops, dout, cache):
     """dout: (B, C, N) -> (dquery (B, Ck, N), dkey (B, Ck, N), dvalue (B, C, N))."""
-    if "fused" in cache:
-        return ops.fused_attention_backward(dout, cache["fused"])
-    c_e, c_s, c_a, c_w = cache["steps"]
+    if cache.fused is not None:
+        return ops.fused_attention_backward(dout, cache.fused)
+    c_e, c_s, c_a, c_w = cache.steps
     dvalue, dattention = ops.weighted_sum_backward(dout, c_w)  # step 5
     denergy = ops.softmax_backward(dattention, c_a)  # step 3: softmax
     if c_s is not None:

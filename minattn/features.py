@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from .checks import check_positive_int
+from .validate import validate_positive_int
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "coins", "moon")
 
@@ -21,7 +21,7 @@ def load_photo(name="astronaut", size=128):
     """A scikit-image bundled photograph as (size, size, 3) floats in [0, 1] (offline)."""
     from skimage import color, data, transform
 
-    check_positive_int(size, "size")
+    validate_positive_int(size, "size")
     if name not in PHOTOS:
         raise ValueError(f"photo must be one of {', '.join(PHOTOS)}; got {name!r}")
     img = getattr(data, name)()
@@ -42,7 +42,7 @@ def load_image(path, size=128):
 
     from skimage import color, io, transform
 
-    check_positive_int(size, "size")
+    validate_positive_int(size, "size")
     file = Path(path)
     if not file.exists():
         raise ValueError(f"image={str(path)!r}: no such file")
@@ -89,7 +89,7 @@ def photo_features(image, channels=32, seed=0, dtype=np.float64):
     """
     from skimage import filters
 
-    check_positive_int(channels, "channels")
+    validate_positive_int(channels, "channels")
     if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3):
         raise ValueError(f"image must be an (H, W, 3) array, got {getattr(image, 'shape', image)}")
     H, W, _ = image.shape

@@ -3,10 +3,10 @@
 For every ``notebooks/*.ipynb`` page, before mkdocs-jupyter renders it:
 
 1. the *site version* is chosen: a notebook with solution markers (``### BEGIN SOLUTION``)
-   becomes its student version, made by `minattn.exercises.student_notebook` (the same
+   becomes its student version, made by `minattn.course.exercises.student_notebook` (the same
    function ``minattn exercises`` uses), every other notebook is taken as stored;
 2. the site version is executed top to bottom in a fresh kernel running this very
-   interpreter (as ``tests/test_notebooks.py`` does), so the page shows every output and
+   interpreter (as ``tests/repo/test_notebooks.py`` does), so the page shows every output and
    figure. An error fails the build, except in a student version, where the cells that
    check an unwritten exercise raise ``NotImplementedError`` by design: their traceback is
    replaced by a one-line note;
@@ -71,7 +71,7 @@ def _is_notebook(file):
     return file.src_uri.startswith("notebooks/") and file.src_uri.endswith(".ipynb")
 
 
-def _kernel_dir(root):
+def kernel_dir_for(root):
     """A "python3" kernelspec that runs this interpreter, so no other Python is picked."""
     spec = root / "kernels" / "python3"
     spec.mkdir(parents=True, exist_ok=True)
@@ -125,7 +125,7 @@ def _replace_student_errors(nb):
 
 def site_version(path):
     """(notebook, is_student): the student version if the notebook has solutions, else as stored."""
-    from minattn.exercises import has_solutions, student_notebook
+    from minattn.course.exercises import has_solutions, student_notebook
 
     raw = json.loads(Path(path).read_text(encoding="utf-8"))
     if has_solutions(raw):
@@ -148,35 +148,61 @@ def on_pre_build(config, **kwargs):
     _state["downloads"] = {}
 
 
+def executed(path, kernel_dir, workdir, use_cache=True):
+    """The site version of the notebook at ``path``, executed: (notebook, how it was obtained).
+
+    An executed copy is kept in ``build/notebook-cache/``; an unchanged notebook with an
+    unchanged package is taken from there instead of being run again. The errors of a student
+    version (its exercise cells, by design) are listed in ``nb.metadata["minattn_errors"]``
+    before they are replaced by notes. ``tests/repo/test_notebooks.py`` calls this too, so
+    ``make test`` runs each notebook once and the site build reuses the run.
+    """
+    nb, student = site_version(path)
+    name = Path(path).name
+    cached = CACHE / f"{Path(name).stem}-{_cache_key(nbformat.writes(nb))}.ipynb"
+    if use_cache and cached.is_file():
+        return nbformat.read(cached, as_version=4), f"executed copy from {cached.relative_to(ROOT)}"
+    t0 = time.perf_counter()
+    workdir.mkdir(parents=True, exist_ok=True)
+    _execute(nb, kernel_dir, workdir, allow_errors=student)
+    nb.metadata["minattn_errors"] = _errors(nb)
+    notes = _replace_student_errors(nb) if student else 0
+    what = f"student version, {notes} exercise cells not run" if student else "as stored"
+    how = f"executed ({what}) in {time.perf_counter() - t0:.1f} s"
+    if use_cache:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        for stale in CACHE.glob(f"{Path(name).stem}-*.ipynb"):
+            stale.unlink()
+        nbformat.write(nb, cached)
+    return nb, how
+
+
+def _errors(nb):
+    """[{"cell": index, "ename": ..., "evalue": first line}] of every error output."""
+    return [
+        {"cell": i, "ename": out.get("ename"), "evalue": (out.get("evalue") or "").split("\n")[0]}
+        for i, cell in enumerate(nb.cells)
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+        if out.get("output_type") == "error"
+    ]
+
+
 @event_priority(-100)  # after mkdocs-jupyter has wrapped the notebooks in its NotebookFile
 def on_files(files, config, **kwargs):
     tmp = _state["tmp"]
     execute = os.environ.get("MINATTN_DOCS_EXECUTE", "1") != "0"
     use_cache = os.environ.get("MINATTN_DOCS_CACHE", "1") != "0"
-    kernel_dir = _kernel_dir(tmp) if execute else None
+    kernel_dir = kernel_dir_for(tmp) if execute else None
     notebooks = [f for f in files if _is_notebook(f)]
     total = time.perf_counter()
     for file in notebooks:
-        nb, student = site_version(file.abs_src_path)
         name = Path(file.src_uri).name
+        nb, _ = site_version(file.abs_src_path)
         _state["downloads"][file.src_uri] = nbformat.writes(nb)
-        cached = CACHE / f"{Path(name).stem}-{_cache_key(nbformat.writes(nb))}.ipynb"
-        if execute and use_cache and cached.is_file():
-            nb = nbformat.read(cached, as_version=4)
-            log.info(f"{name}: executed copy from {cached.relative_to(ROOT)}")
-        elif execute:
-            t0 = time.perf_counter()
-            work = tmp / "cwd" / name
-            work.mkdir(parents=True)
-            _execute(nb, kernel_dir, work, allow_errors=student)
-            notes = _replace_student_errors(nb) if student else 0
-            what = f"student version, {notes} exercise cells not run" if student else "as stored"
-            log.info(f"executed {name} ({what}) in {time.perf_counter() - t0:.1f} s")
-            if use_cache:
-                CACHE.mkdir(parents=True, exist_ok=True)
-                for stale in CACHE.glob(f"{Path(name).stem}-*.ipynb"):
-                    stale.unlink()
-                nbformat.write(nb, cached)
+        if execute:
+            nb, how = executed(file.abs_src_path, kernel_dir, tmp / "cwd" / name, use_cache)
+            log.info(f"{name}: {how}")
         rendered = tmp / "notebooks" / name  # mkdocs-jupyter matches "notebooks/*.ipynb"
         rendered.parent.mkdir(parents=True, exist_ok=True)
         rendered.write_text(nbformat.writes(nb), encoding="utf-8")
@@ -184,7 +210,7 @@ def on_files(files, config, **kwargs):
         if hasattr(file, "file"):  # mkdocs-jupyter's wrapper: its inner File too
             file.file.abs_src_path = str(rendered)
     if execute and notebooks:
-        log.info(f"executed {len(notebooks)} notebooks in {time.perf_counter() - total:.1f} s")
+        log.info(f"{len(notebooks)} notebooks ready in {time.perf_counter() - total:.1f} s")
     return files
 
 

@@ -21,7 +21,7 @@ Each one compiles on its first call (a second or two), only if you use it.
 import numpy as np
 from numba import prange
 
-from .. import steps
+from ..ops import steps
 from .jit import kernel
 from .simd import _exp_shifted, _row_max
 

@@ -11,15 +11,60 @@ backend's table (`minattn.backend`); steps 3-5 go through `attend_forward`, whic
 on the numba backend is one streaming kernel, so ``attention`` is then None.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
-from ..backend import attend_backward, attend_forward, attention_rows
-from ..checks import check_choice, check_feature_map, check_positive_int, check_seed
-from ..resize import INTERPOLATIONS
+from ..backend import AttendCache, attend_backward, attend_forward, attention_rows
+from ..ops.resize import INTERPOLATIONS
+from ..validate import validate_choice, validate_feature_map, validate_positive_int, validate_seed
 from .base import Module
 
 
-class BAM(Module):
+class QKVAttention(Module):
+    """What BAM and DANet's position attention share: ``in_dim``, ``key_channels``, the query,
+    key and value 1x1 convolutions (keyed as the article's module, with gamma), and
+    `attention_maps`. ``ds`` pools before the attention; ``scale`` is step 4's factor (None:
+    no step 4)."""
+
+    ds = 1
+    scale = None
+
+    def _init_qkv(self, in_dim, key_channels, whose, seed):
+        self.in_dim = validate_positive_int(in_dim, "in_dim")
+        self.key_channels = key_channels_for(in_dim, key_channels, whose)
+        self._set_params(qkv_init(self.in_dim, self.key_channels, self.dtype, validate_seed(seed)))
+        self.attention = None  # (B, N, N) of the last forward, or None
+
+    def attention_maps(self, x, queries):
+        """Attention rows of chosen query pixels, without forming the N x N matrix.
+
+        x: (B, C, H, W); queries: [(row, col), ...] in input-pixel coordinates.
+        Returns (B, len(queries), H/ds, W/ds): for each query, the weights its pooled
+        pixel gives every pooled pixel (each map sums to 1). Same for every backend.
+        """
+        self._validate_inputs(x)
+        self._validate_params()
+        B, C, H, W = x.shape
+        rows = query_indices(queries, H, W, self.ds)
+        pooled = x if self.ds == 1 else self.ops.avg_pool_forward(x, self.ds)[0]
+        (q2, k2, _), _ = project_forward(self.ops, self.params, pooled)
+        attention = attention_rows(self.ops, q2[:, :, rows], k2, self.scale)  # (B, Q, N)
+        return attention.reshape(B, len(rows), H // self.ds, W // self.ds)
+
+
+class BAMCache(NamedTuple):
+    """What BAM's forward keeps for its backward: each step's cache, in order."""
+
+    pool: int
+    project: "ProjectCache"
+    attend: AttendCache
+    unflatten: tuple
+    upsample: tuple
+    residual: tuple
+
+
+class BAM(QKVAttention):
     """Self-attention over a pooled feature map, with a residual connection.
 
     Args:
@@ -68,17 +113,13 @@ class BAM(Module):
         seed=None,
     ):
         super().__init__(backend=backend, dtype=dtype)
-        self.in_dim = check_positive_int(in_dim, "in_dim")
-        self.ds = check_positive_int(ds, "ds")
-        self.key_channels = key_channels_for(in_dim, key_channels, "the article's")
-        self.interpolation = check_choice(interpolation, "interpolation", INTERPOLATIONS)
+        self.ds = validate_positive_int(ds, "ds")
+        self.interpolation = validate_choice(interpolation, "interpolation", INTERPOLATIONS)
         if not isinstance(use_gamma, bool | np.bool_):
             raise TypeError(f"use_gamma must be True or False, got {use_gamma!r}")
         self.use_gamma = bool(use_gamma)
+        self._init_qkv(in_dim, key_channels, "the article's", seed)
         self.scale = self.key_channels**-0.5  # step 4, as the article's code: not sqrt(in_dim)
-        self.params = qkv_init(in_dim, self.key_channels, self.dtype, check_seed(seed))
-        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
-        self.attention = None
 
     def __repr__(self):
         return (
@@ -87,8 +128,8 @@ class BAM(Module):
             f"use_gamma={self.use_gamma}, backend={self.backend!r}, dtype={self.dtype.name})"
         )
 
-    def _check_inputs(self, x):
-        check_feature_map(x, self.in_dim, self.ds, self.dtype)
+    def _validate_inputs(self, x):
+        validate_feature_map(x, self.in_dim, self.ds, self.dtype)
 
     # ------------------------------------------------------------ forward
 
@@ -100,47 +141,28 @@ class BAM(Module):
         pooled, c_pool = ops.avg_pool_forward(x, self.ds)  # (B, C, h, w)
         (q2, k2, v2), c_project = project_forward(ops, self.params, pooled)  # steps 1-2
         out2, c_attend = attend_forward(ops, q2, k2, v2, self.scale)  # steps 3-5: (B, C, N)
-        self.attention = c_attend["attention"]  # (B, N, N), or None from the fused kernel
+        self.attention = c_attend.attention  # (B, N, N), or None from the fused kernel
         out, c_un = ops.unflatten_forward(out2, h, w)  # step 6: (B, C, h, w)
         up, c_up = ops.upsample_forward(out, self.ds, self.interpolation)  # (B, C, H, W)
         gamma = self.params["gamma"] if self.use_gamma else None
         y, c_res = ops.residual_forward(x, up, gamma)  # step 7
 
-        self._cache = (c_pool, c_project, c_attend, c_un, c_up, c_res)
+        self._cache = BAMCache(c_pool, c_project, c_attend, c_un, c_up, c_res)
         return y
 
     # ------------------------------------------------------------ backward
 
     def _backward(self, dy):
-        ops = self.ops
-        c_pool, c_project, c_attend, c_un, c_up, c_res = self._cache
+        ops, c = self.ops, self._cache
 
-        dx, dup, dgamma = ops.residual_backward(dy, c_res)  # step 7: dy reaches x as is
-        dout = ops.upsample_backward(dup, c_up)
-        dout2 = ops.unflatten_backward(dout, c_un)  # step 6
-        dq2, dk2, dv2 = attend_backward(ops, dout2, c_attend)  # steps 5, 3, 4, 3
-        dpooled, self.grads = project_backward(ops, dq2, dk2, dv2, c_project)  # steps 2-1
-        dx = dx + ops.avg_pool_backward(dpooled, c_pool)
+        dx, dup, dgamma = ops.residual_backward(dy, c.residual)  # step 7: dy reaches x as is
+        dout = ops.upsample_backward(dup, c.upsample)
+        dout2 = ops.unflatten_backward(dout, c.unflatten)  # step 6
+        dq2, dk2, dv2 = attend_backward(ops, dout2, c.attend)  # steps 5, 3, 4, 3
+        dpooled, self.grads = project_backward(ops, dq2, dk2, dv2, c.project)  # steps 2-1
+        dx = dx + ops.avg_pool_backward(dpooled, c.pool)
         self.grads["gamma"] = np.zeros(1, self.dtype) if dgamma is None else dgamma
         return dx
-
-    # ------------------------------------------------------------ visualisation
-
-    def attention_maps(self, x, queries):
-        """Attention rows of chosen query pixels, without forming the N x N matrix.
-
-        x: (B, C, H, W); queries: [(row, col), ...] in input-pixel coordinates.
-        Returns (B, len(queries), H/ds, W/ds): for each query, the weights its pooled
-        pixel gives every pooled pixel (each map sums to 1). Same for every backend.
-        """
-        self._check_inputs(x)
-        self._check_params()
-        B, C, H, W = x.shape
-        rows = query_indices(queries, H, W, self.ds)
-        pooled, _ = self.ops.avg_pool_forward(x, self.ds)
-        (q2, k2, _), _ = project_forward(self.ops, self.params, pooled)
-        attention = attention_rows(self.ops, q2[:, :, rows], k2, self.scale)  # (B, Q, N)
-        return attention.reshape(B, len(rows), H // self.ds, W // self.ds)
 
 
 def conv_init(seed, dtype, **convs):
@@ -166,7 +188,7 @@ def key_channels_for(in_dim, key_channels, whose):
                 f"default); pass key_channels=k with k >= 1, or use in_dim >= 8"
             )
         key_channels = in_dim // 8
-    return check_positive_int(key_channels, "key_channels")
+    return validate_positive_int(key_channels, "key_channels")
 
 
 def qkv_init(in_dim, key_channels, dtype, seed):
@@ -182,6 +204,17 @@ def qkv_init(in_dim, key_channels, dtype, seed):
     return params
 
 
+class ProjectCache(NamedTuple):
+    """The caches of steps 1 (three convolutions) and 2 (three reshapes)."""
+
+    query: tuple
+    key: tuple
+    value: tuple
+    query_flat: tuple
+    key_flat: tuple
+    value_flat: tuple
+
+
 def project_forward(ops, P, x):
     """Steps 1 and 2: x (B, C, h, w) -> query, key (B, Ck, N) and value (B, C, N), cache."""
     # step 1: three 1x1 convolutions
@@ -192,18 +225,17 @@ def project_forward(ops, P, x):
     q2, c_q2 = ops.flatten_forward(query)
     k2, c_k2 = ops.flatten_forward(key)
     v2, c_v2 = ops.flatten_forward(value)
-    return (q2, k2, v2), ((c_q, c_k, c_v), (c_q2, c_k2, c_v2))
+    return (q2, k2, v2), ProjectCache(c_q, c_k, c_v, c_q2, c_k2, c_v2)
 
 
 def project_backward(ops, dq2, dk2, dv2, cache):
     """Steps 2 and 1 in reverse -> dx (B, C, h, w) and the six convolution gradients."""
-    (c_q, c_k, c_v), (c_q2, c_k2, c_v2) = cache
-    dquery = ops.flatten_backward(dq2, c_q2)  # step 2
-    dkey = ops.flatten_backward(dk2, c_k2)
-    dvalue = ops.flatten_backward(dv2, c_v2)
-    dx_q, dWq, dbq = ops.conv1x1_backward(dquery, c_q)  # step 1
-    dx_k, dWk, dbk = ops.conv1x1_backward(dkey, c_k)
-    dx_v, dWv, dbv = ops.conv1x1_backward(dvalue, c_v)
+    dquery = ops.flatten_backward(dq2, cache.query_flat)  # step 2
+    dkey = ops.flatten_backward(dk2, cache.key_flat)
+    dvalue = ops.flatten_backward(dv2, cache.value_flat)
+    dx_q, dWq, dbq = ops.conv1x1_backward(dquery, cache.query)  # step 1
+    dx_k, dWk, dbk = ops.conv1x1_backward(dkey, cache.key)
+    dx_v, dWv, dbv = ops.conv1x1_backward(dvalue, cache.value)
     grads = {
         "query_conv.weight": dWq,
         "query_conv.bias": dbq,

@@ -8,9 +8,10 @@ A module owns
     grads     dict, the parameters' gradients of the last ``backward``
     ops       the backend's step functions (`minattn.backend`), chosen once here
 
-and leaves three things to the subclass:
+A constructor validates its arguments, then hands its parameters to ``_set_params``; a
+subclass supplies
 
-    _check_inputs(*inputs)   clear errors for bad input
+    _validate_inputs(*inputs)   clear errors for bad input
     _forward(*inputs)        the steps, each called as ``self.ops.<step>``; sets ``self._cache``
     _backward(*douts)        the steps in reverse; sets ``self.grads``; returns the input gradients
 
@@ -24,7 +25,7 @@ import contextlib
 import numpy as np
 
 from ..backend import BACKENDS, TracedOps, ops_for
-from ..checks import check_array, check_choice, check_dtype
+from ..validate import as_tuple, validate_array, validate_choice, validate_dtype
 
 
 class Module:
@@ -33,8 +34,8 @@ class Module:
     step_labels = {}  # "<function>#<k>" -> the article's name for that call, shown by traces
 
     def __init__(self, *, backend="numpy", dtype=np.float64):
-        self.backend = check_choice(backend, "backend", BACKENDS)
-        self.dtype = check_dtype(dtype)
+        self.backend = validate_choice(backend, "backend", BACKENDS)
+        self.dtype = validate_dtype(dtype)
         self.ops = ops_for(self.backend)
         self.params = {}
         self.buffers = {}
@@ -44,6 +45,12 @@ class Module:
         self._cache = None
 
     # ------------------------------------------------------------ parameters and state
+
+    def _set_params(self, params, buffers=None):
+        """Adopt the parameters (and buffers) a constructor made, with zero gradients."""
+        self.params = params
+        self.buffers = buffers if buffers is not None else {}
+        self.grads = {name: np.zeros_like(p) for name, p in params.items()}
 
     def state_dict(self):
         """Copies of the parameters and buffers, keyed and shaped as the PyTorch original."""
@@ -79,13 +86,13 @@ class Module:
                     f"{value.dtype}"
                 )
             if target.dtype.kind == "f":
-                check_array(value.astype(np.float64), f"state_dict[{name!r}]")
+                validate_array(value.astype(np.float64), f"state_dict[{name!r}]")
             values[name] = value
         for name, value in values.items():
             live[name][...] = value
         self._cache = None
 
-    def _check_params(self):
+    def _validate_params(self):
         """Parameters replaced by hand must still be arrays of the module's dtype and shape.
 
         Without this, a float64 array put into a float32 module would silently turn
@@ -124,17 +131,17 @@ class Module:
                 f"{type(self).__name__}.forward takes {len(self.input_names)} input(s) "
                 f"({', '.join(self.input_names)}), got {len(inputs)}"
             )
-        self._check_inputs(*inputs)
-        self._check_params()
+        self._validate_inputs(*inputs)
+        self._validate_params()
         with np.errstate(over="ignore", invalid="ignore"), self._tracing(trace) as show:
             for name, a in zip(self.input_names, inputs, strict=True):
                 show(name, a)
             outputs = self._forward(*inputs)
-            outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+            outputs = as_tuple(outputs)
             for name, a in zip(self.output_names, outputs, strict=True):
                 show(name, a)
         for name, a in zip(self.output_names, outputs, strict=True):
-            _check_finite(a, f"the output {name}", inputs)
+            _raise_if_not_finite(a, f"the output {name}", inputs)
         self._out = [(a.shape, a.dtype) for a in outputs]
         return outputs if len(outputs) > 1 else outputs[0]
 
@@ -151,7 +158,7 @@ class Module:
                 f"(d{', d'.join(self.output_names)}), got {len(douts)}"
             )
         for name, d, (shape, dtype) in zip(self.output_names, douts, self._out, strict=True):
-            check_array(d, f"d{name}", dtype=dtype)
+            validate_array(d, f"d{name}", dtype=dtype)
             if d.shape != shape:
                 raise ValueError(
                     f"d{name} has shape {d.shape}, expected {shape}, the shape of the last "
@@ -161,13 +168,13 @@ class Module:
             for name, d in zip(self.output_names, douts, strict=True):
                 show("d" + name, d)
             dinputs = self._backward(*douts)
-            dinputs = dinputs if isinstance(dinputs, tuple) else (dinputs,)
+            dinputs = as_tuple(dinputs)
             for name, d in zip(self.input_names, dinputs, strict=True):
                 show("d" + name, d)
             for name, g in self.grads.items():
                 show(f"grads[{name}]", g)
         for name, d in zip(self.input_names, dinputs, strict=True):
-            _check_finite(d, f"the gradient d{name}", douts)
+            _raise_if_not_finite(d, f"the gradient d{name}", douts)
         return dinputs if len(dinputs) > 1 else dinputs[0]
 
     @contextlib.contextmanager
@@ -190,7 +197,7 @@ class Module:
             for m, ops in swapped:
                 m.ops = ops
 
-    def _check_inputs(self, *inputs):
+    def _validate_inputs(self, *inputs):
         raise NotImplementedError
 
     def _forward(self, *inputs):
@@ -200,7 +207,7 @@ class Module:
         raise NotImplementedError
 
 
-def _check_finite(result, what, given):
+def _raise_if_not_finite(result, what, given):
     """Overflow (energies beyond the dtype's range) gives inf and NaN: say so, not return them."""
     if not np.isfinite(result).all():
         largest = max(float(np.abs(g).max()) for g in given)

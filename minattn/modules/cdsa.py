@@ -18,15 +18,24 @@ holds: every convolution weight normal(0, 0.02), every BatchNorm weight normal(1
 and bias 0; convolution biases keep PyTorch's default (uniform in +-1/sqrt(fan_in)).
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
-from ..checks import check_array, check_choice, check_positive_int, check_seed
+from ..validate import validate_array, validate_choice, validate_positive_int, validate_seed
 from .bam import BAM
 from .base import Module
-from .pam import PAM, check_region_sizes
+from .pam import PAM, validate_region_sizes
 
 MODES = ("BAM", "PAM")
 PAM_SIZES = (1, 2, 4, 8)  # STANet's CDSA
+
+
+class CDSACache(NamedTuple):
+    """What the forward keeps for the backward (the inner module keeps its own)."""
+
+    concat: int
+    split: int
 
 
 class CDSA(Module):
@@ -55,10 +64,10 @@ class CDSA(Module):
 
     def __init__(self, in_c, ds=1, mode="BAM", *, backend="numpy", dtype=np.float64, seed=None):
         super().__init__(backend=backend, dtype=dtype)
-        self.in_c = check_positive_int(in_c, "in_c")
-        self.ds = check_positive_int(ds, "ds")
-        self.mode = check_choice(mode, "mode", MODES)
-        rng = np.random.default_rng(check_seed(seed))
+        self.in_c = validate_positive_int(in_c, "in_c")
+        self.ds = validate_positive_int(ds, "ds")
+        self.mode = validate_choice(mode, "mode", MODES)
+        rng = np.random.default_rng(validate_seed(seed))
         if mode == "BAM":
             inner = BAM(in_c, ds, backend=backend, dtype=dtype, seed=rng)
         else:
@@ -77,9 +86,9 @@ class CDSA(Module):
             f"backend={self.backend!r}, dtype={self.dtype.name})"
         )
 
-    def _check_inputs(self, x1, x2):
-        check_array(x1, "x1", ndim=4, dtype=self.dtype)
-        check_array(x2, "x2", ndim=4, dtype=self.dtype)
+    def _validate_inputs(self, x1, x2):
+        validate_array(x1, "x1", ndim=4, dtype=self.dtype)
+        validate_array(x2, "x2", ndim=4, dtype=self.dtype)
         if x1.shape != x2.shape:
             raise ValueError(
                 f"x1 has shape {x1.shape} and x2 has shape {x2.shape}, but they must have one "
@@ -92,7 +101,7 @@ class CDSA(Module):
                 f"in_c={self.in_c}; expected shape (B, {self.in_c}, H, W)"
             )
         if self.mode == "PAM":
-            check_region_sizes("x1 and x2 have", x1.shape, H, W, self.ds, PAM_SIZES)
+            validate_region_sizes("x1 and x2 have", x1.shape, H, W, self.ds, PAM_SIZES)
             return
         for axis, size in (("height H", H), ("pair width 2W", 2 * W)):
             if size % self.ds:
@@ -108,15 +117,14 @@ class CDSA(Module):
         x, c_cat = ops.pair_concat_forward(x1, x2)  # (B, C, H, 2W): x1 left, x2 right
         y = self.Self_Att.forward(x)  # its steps show in this module's trace too
         (y1, y2), c_split = ops.pair_split_forward(y)
-        self._cache = (c_cat, c_split)
+        self._cache = CDSACache(c_cat, c_split)
         return y1, y2
 
     def _backward(self, dy1, dy2):
-        ops = self.ops
-        c_cat, c_split = self._cache
-        dy = ops.pair_split_backward((dy1, dy2), c_split)
+        ops, c = self.ops, self._cache
+        dy = ops.pair_split_backward((dy1, dy2), c.split)
         dx = self.Self_Att.backward(dy)
-        dx1, dx2 = ops.pair_concat_backward(dx, c_cat)
+        dx1, dx2 = ops.pair_concat_backward(dx, c.concat)
         self.grads = {"Self_Att." + k: v for k, v in self.Self_Att.grads.items()}
         return dx1, dx2
 

@@ -8,10 +8,24 @@ projections at all: the channels of x are query, key and value at once.
             -> y = gamma * out + x
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
-from ..checks import check_feature_map, check_positive_int, check_seed
+from ..validate import validate_feature_map, validate_positive_int, validate_seed
 from .base import Module
+
+
+class ChannelCache(NamedTuple):
+    """What the forward keeps for the backward: each step's cache, in order."""
+
+    flatten: tuple
+    energy: np.ndarray
+    rowmax_minus: tuple
+    softmax: np.ndarray
+    weighted_sum: tuple
+    unflatten: tuple
+    residual: tuple
 
 
 class ChannelAttention(Module):
@@ -60,10 +74,9 @@ class ChannelAttention(Module):
 
     def __init__(self, in_dim, *, backend="numpy", dtype=np.float64, seed=None):
         super().__init__(backend=backend, dtype=dtype)
-        self.in_dim = check_positive_int(in_dim, "in_dim")
-        check_seed(seed)
-        self.params = {"gamma": np.zeros(1, dtype=self.dtype)}
-        self.grads = {"gamma": np.zeros(1, dtype=self.dtype)}
+        self.in_dim = validate_positive_int(in_dim, "in_dim")
+        validate_seed(seed)
+        self._set_params({"gamma": np.zeros(1, dtype=self.dtype)})
         self.attention = None
 
     def __repr__(self):
@@ -72,8 +85,8 @@ class ChannelAttention(Module):
             f"dtype={self.dtype.name})"
         )
 
-    def _check_inputs(self, x):
-        check_feature_map(x, self.in_dim, 1, self.dtype)
+    def _validate_inputs(self, x):
+        validate_feature_map(x, self.in_dim, 1, self.dtype)
 
     def _forward(self, x):
         ops = self.ops
@@ -86,19 +99,18 @@ class ChannelAttention(Module):
         out, c_un = ops.unflatten_forward(out2, H, W)
         y, c_res = ops.residual_forward(x, out, self.params["gamma"])
         self.attention = attention
-        self._cache = (c_flat, c_e, c_r, c_a, c_w, c_un, c_res)
+        self._cache = ChannelCache(c_flat, c_e, c_r, c_a, c_w, c_un, c_res)
         return y
 
     def _backward(self, dy):
-        ops = self.ops
-        c_flat, c_e, c_r, c_a, c_w, c_un, c_res = self._cache
-        dx, dout, dgamma = ops.residual_backward(dy, c_res)
-        dout2 = ops.unflatten_backward(dout, c_un)
-        dattention, dX_value = ops.channel_weighted_sum_backward(dout2, c_w)
-        dflipped = ops.softmax_backward(dattention, c_a)
-        denergy = ops.rowmax_minus_backward(dflipped, c_r)
-        dX_energy = ops.channel_energy_backward(denergy, c_e)
+        ops, c = self.ops, self._cache
+        dx, dout, dgamma = ops.residual_backward(dy, c.residual)
+        dout2 = ops.unflatten_backward(dout, c.unflatten)
+        dattention, dX_value = ops.channel_weighted_sum_backward(dout2, c.weighted_sum)
+        dflipped = ops.softmax_backward(dattention, c.softmax)
+        denergy = ops.rowmax_minus_backward(dflipped, c.rowmax_minus)
+        dX_energy = ops.channel_energy_backward(denergy, c.energy)
         # X was both the value and (twice) the energy's factor: its gradients add up
-        dx = dx + ops.flatten_backward(dX_value + dX_energy, c_flat)
+        dx = dx + ops.flatten_backward(dX_value + dX_energy, c.flatten)
         self.grads = {"gamma": dgamma}
         return dx

@@ -30,15 +30,29 @@ learned (the value convolution, as in the article's code) and how much of it
 """
 
 import numbers
+from typing import NamedTuple
 
 import numpy as np
 
-from ..backend import attend_backward, attend_forward
-from ..checks import check_choice, check_feature_map, check_positive_int, check_seed
+from ..backend import AttendCache, attend_backward, attend_forward
+from ..validate import validate_choice, validate_feature_map, validate_positive_int, validate_seed
 from .bam import conv_init
 from .base import Module
 
 KINDS = ("covariance", "correlation")
+
+
+class CovarianceCache(NamedTuple):
+    """What the forward keeps for the backward: each step's cache, in order."""
+
+    flatten: tuple
+    centre: tuple
+    unit_norm: tuple | None  # None for kind="covariance"
+    value: tuple
+    value_flat: tuple
+    attend: AttendCache
+    unflatten: tuple
+    residual: tuple
 
 
 class CovarianceAttention(Module):
@@ -89,8 +103,8 @@ class CovarianceAttention(Module):
         seed=None,
     ):
         super().__init__(backend=backend, dtype=dtype)
-        self.in_dim = check_positive_int(in_dim, "in_dim", minimum=2)
-        self.kind = check_choice(kind, "kind", KINDS)
+        self.in_dim = validate_positive_int(in_dim, "in_dim", minimum=2)
+        self.kind = validate_choice(kind, "kind", KINDS)
         if (
             isinstance(scale, bool)
             or not isinstance(scale, numbers.Real)
@@ -99,9 +113,8 @@ class CovarianceAttention(Module):
         ):
             raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
         self.scale = float(scale)
-        self.params = conv_init(check_seed(seed), self.dtype, value_conv=(in_dim, in_dim))
-        self.params["gamma"] = np.zeros(1, dtype=self.dtype)
-        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+        params = conv_init(validate_seed(seed), self.dtype, value_conv=(in_dim, in_dim))
+        self._set_params({**params, "gamma": np.zeros(1, dtype=self.dtype)})
         self.attention = None
 
     def __repr__(self):
@@ -110,8 +123,8 @@ class CovarianceAttention(Module):
             f"backend={self.backend!r}, dtype={self.dtype.name})"
         )
 
-    def _check_inputs(self, x):
-        check_feature_map(x, self.in_dim, 1, self.dtype)
+    def _validate_inputs(self, x):
+        validate_feature_map(x, self.in_dim, 1, self.dtype)
 
     def _pixels(self, X):
         """X (B, C, N) -> the vectors whose inner products are the energy, and the factor
@@ -132,26 +145,26 @@ class CovarianceAttention(Module):
         V, c_vflat = ops.flatten_forward(value)
         # the covariance is K^T K * factor: attention with query = key = K
         out2, c_attend = attend_forward(ops, K, K, V, self.scale * factor)
-        self.attention = c_attend["attention"]  # (B, N, N), or None from the fused kernel
+        self.attention = c_attend.attention  # (B, N, N), or None from the fused kernel
         out, c_un = ops.unflatten_forward(out2, H, W)
         y, c_res = ops.residual_forward(x, out, P["gamma"])
-        self._cache = (c_flat, c_pixels, c_v, c_vflat, c_attend, c_un, c_res)
+        c_centre, c_norm = c_pixels
+        self._cache = CovarianceCache(c_flat, c_centre, c_norm, c_v, c_vflat, c_attend, c_un, c_res)
         return y
 
     def _backward(self, dy):
-        ops = self.ops
-        c_flat, (c_centre, c_norm), c_v, c_vflat, c_attend, c_un, c_res = self._cache
-        dx, dout, dgamma = ops.residual_backward(dy, c_res)
-        dout2 = ops.unflatten_backward(dout, c_un)
-        dquery, dkey, dV = attend_backward(ops, dout2, c_attend)
+        ops, c = self.ops, self._cache
+        dx, dout, dgamma = ops.residual_backward(dy, c.residual)
+        dout2 = ops.unflatten_backward(dout, c.unflatten)
+        dquery, dkey, dV = attend_backward(ops, dout2, c.attend)
         dK = dquery + dkey  # K was both the query and the key
-        if c_norm is not None:
-            dK = ops.unit_norm_backward(dK, c_norm)
-        dX = ops.centre_backward(dK, c_centre)
-        dvalue = ops.flatten_backward(dV, c_vflat)
-        dx_v, dW, db = ops.conv1x1_backward(dvalue, c_v)
+        if c.unit_norm is not None:
+            dK = ops.unit_norm_backward(dK, c.unit_norm)
+        dX = ops.centre_backward(dK, c.centre)
+        dvalue = ops.flatten_backward(dV, c.value_flat)
+        dx_v, dW, db = ops.conv1x1_backward(dvalue, c.value)
         # x reached y three ways: the residual, the energy and the value
-        dx = dx + ops.flatten_backward(dX, c_flat) + dx_v
+        dx = dx + ops.flatten_backward(dX, c.flatten) + dx_v
         self.grads = {"value_conv.weight": dW, "value_conv.bias": db, "gamma": dgamma}
         return dx
 
@@ -161,7 +174,7 @@ class CovarianceAttention(Module):
         energy[b] == np.cov(x[b].reshape(C, -1).T) for kind="covariance" and
         np.corrcoef(...) for "correlation". Forms the N x N matrix on every backend.
         """
-        self._check_inputs(x)
+        self._validate_inputs(x)
         X, _ = self.ops.flatten_forward(x)
         K, factor, _ = self._pixels(X)
         energy, _ = self.ops.energy_forward(K, K)

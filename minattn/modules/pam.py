@@ -37,7 +37,7 @@ Where STANet's original fails, PAM raises a clear error instead:
 import numpy as np
 
 from ..backend import attend_backward, attend_forward
-from ..checks import check_array, check_positive_int, check_seed
+from ..validate import validate_array, validate_positive_int, validate_seed
 from .base import Module
 
 
@@ -74,8 +74,8 @@ class PAM(Module):
         seed=None,
     ):
         super().__init__(backend=backend, dtype=dtype)
-        self.in_channels = check_positive_int(in_channels, "in_channels")
-        self.out_channels = check_positive_int(out_channels, "out_channels")
+        self.in_channels = validate_positive_int(in_channels, "in_channels")
+        self.out_channels = validate_positive_int(out_channels, "out_channels")
         if in_channels != out_channels:
             raise ValueError(
                 f"in_channels={in_channels} and out_channels={out_channels} differ, but STANet's "
@@ -87,10 +87,10 @@ class PAM(Module):
             raise TypeError(
                 f"sizes must be a list or tuple of ints, e.g. (1, 2, 4, 8); got {sizes!r}"
             )
-        self.sizes = tuple(check_positive_int(s, "each of sizes") for s in sizes)
+        self.sizes = tuple(validate_positive_int(s, "each of sizes") for s in sizes)
         if not self.sizes:
             raise ValueError("sizes must name at least one scale, e.g. (1,); got an empty list")
-        self.ds = check_positive_int(ds, "ds")
+        self.ds = validate_positive_int(ds, "ds")
         if key_channels is None:
             if out_channels // 8 == 0:
                 raise ValueError(
@@ -99,11 +99,11 @@ class PAM(Module):
                     f"out_channels >= 8"
                 )
             key_channels = out_channels // 8
-        self.key_channels = check_positive_int(key_channels, "key_channels")
+        self.key_channels = validate_positive_int(key_channels, "key_channels")
         self.scale = self.key_channels**-0.5  # STANet: self.key_channels ** -.5
 
         self.params, self.buffers = pam_init(
-            check_seed(seed),
+            validate_seed(seed),
             self.dtype,
             self.in_channels,
             self.key_channels,
@@ -146,8 +146,8 @@ class PAM(Module):
             f"backend={self.backend!r}, dtype={self.dtype.name})"
         )
 
-    def _check_inputs(self, x):
-        check_pair_map(x, "x", self.in_channels, self.ds, self.sizes, self.dtype, "PAM")
+    def _validate_inputs(self, x):
+        validate_pair_map(x, "x", self.in_channels, self.ds, self.sizes, self.dtype, "PAM")
 
     # ------------------------------------------------------------ forward
 
@@ -173,7 +173,7 @@ class PAM(Module):
             q_r, c_qr = ops.region_split_forward(query, s)  # (s*s*B, Ck, n)
             k_r, c_kr = ops.region_split_forward(key, s)
             out_r, c_att = attend_forward(ops, q_r, k_r, v_r, self.scale)  # steps 3-5
-            attention.append(c_att["attention"])  # (s*s*B, n, n), or None (fused kernel)
+            attention.append(c_att.attention)  # (s*s*B, n, n), or None (fused kernel)
             context, c_merge = ops.region_merge_forward(out_r, s, h, w2)  # (B, C, h, 2w)
             c_up = None
             if self.ds != 1:  # STANet: F.interpolate(context, [h*ds, 2*w*ds]), nearest
@@ -282,9 +282,9 @@ def pam_init(seed, dtype, in_channels, key_channels, out_channels, n_stages):
     return params, buffers
 
 
-def check_pair_map(x, name, channels, ds, sizes, dtype, module):
+def validate_pair_map(x, name, channels, ds, sizes, dtype, module):
     """x: (B, channels, H, 2W), a pair side by side, H and W multiples of ds * every scale."""
-    check_array(x, name, ndim=4, dtype=dtype)
+    validate_array(x, name, ndim=4, dtype=dtype)
     B, C, H, W2 = x.shape
     if C != channels:
         raise ValueError(
@@ -296,11 +296,11 @@ def check_pair_map(x, name, channels, ds, sizes, dtype, module):
             f"{name} has odd width {W2} (shape {x.shape}), but {module} takes an image pair side "
             f"by side along width, (B, C, H, 2W): the width must be even"
         )
-    check_region_sizes(f"{name} has", x.shape, H, W2 // 2, ds, sizes)
+    validate_region_sizes(f"{name} has", x.shape, H, W2 // 2, ds, sizes)
     return x
 
 
-def check_region_sizes(subject, shape, H, W, ds, sizes):
+def validate_region_sizes(subject, shape, H, W, ds, sizes):
     """H and the width W of each image must be multiples of ds * s for every scale s."""
     for s in (1, *sizes):
         step = ds * s

@@ -12,15 +12,25 @@ pixels, so the N x N matrix grows with the fourth power of the side), and no ste
 identity and learns how much attention to mix in.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
-from ..backend import attend_backward, attend_forward, attention_rows
-from ..checks import check_feature_map, check_positive_int, check_seed
-from .bam import key_channels_for, project_backward, project_forward, qkv_init, query_indices
-from .base import Module
+from ..backend import AttendCache, attend_backward, attend_forward
+from ..validate import validate_feature_map
+from .bam import ProjectCache, QKVAttention, project_backward, project_forward
 
 
-class PositionAttention(Module):
+class PositionCache(NamedTuple):
+    """What the forward keeps for the backward: each step's cache, in order."""
+
+    project: ProjectCache
+    attend: AttendCache
+    unflatten: tuple
+    residual: tuple
+
+
+class PositionAttention(QKVAttention):
     """DANet's ``PAM_Module``: self-attention over every pixel, ``gamma * attn + x``.
 
     Args:
@@ -56,11 +66,7 @@ class PositionAttention(Module):
 
     def __init__(self, in_dim, *, key_channels=None, backend="numpy", dtype=np.float64, seed=None):
         super().__init__(backend=backend, dtype=dtype)
-        self.in_dim = check_positive_int(in_dim, "in_dim")
-        self.key_channels = key_channels_for(in_dim, key_channels, "DANet's")
-        self.params = qkv_init(in_dim, self.key_channels, self.dtype, check_seed(seed))
-        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
-        self.attention = None
+        self._init_qkv(in_dim, key_channels, "DANet's", seed)
 
     def __repr__(self):
         return (
@@ -68,42 +74,27 @@ class PositionAttention(Module):
             f"backend={self.backend!r}, dtype={self.dtype.name})"
         )
 
-    def _check_inputs(self, x):
-        check_feature_map(x, self.in_dim, 1, self.dtype)
+    def _validate_inputs(self, x):
+        validate_feature_map(x, self.in_dim, 1, self.dtype)
 
     def _forward(self, x):
         ops = self.ops
         B, C, H, W = x.shape
         (q2, k2, v2), c_project = project_forward(ops, self.params, x)  # steps 1-2
         out2, c_attend = attend_forward(ops, q2, k2, v2, None)  # steps 3-5, no step 4
-        self.attention = c_attend["attention"]  # (B, N, N), or None from the fused kernel
+        self.attention = c_attend.attention  # (B, N, N), or None from the fused kernel
         out, c_un = ops.unflatten_forward(out2, H, W)  # step 6
         y, c_res = ops.residual_forward(x, out, self.params["gamma"])  # step 7
-        self._cache = (c_project, c_attend, c_un, c_res)
+        self._cache = PositionCache(c_project, c_attend, c_un, c_res)
         return y
 
     def _backward(self, dy):
-        ops = self.ops
-        c_project, c_attend, c_un, c_res = self._cache
-        dx, dout, dgamma = ops.residual_backward(dy, c_res)  # step 7
-        dout2 = ops.unflatten_backward(dout, c_un)  # step 6
-        dq2, dk2, dv2 = attend_backward(ops, dout2, c_attend)  # steps 5, 3
-        dx_qkv, self.grads = project_backward(ops, dq2, dk2, dv2, c_project)  # steps 2-1
+        ops, c = self.ops, self._cache
+        dx, dout, dgamma = ops.residual_backward(dy, c.residual)  # step 7
+        dout2 = ops.unflatten_backward(dout, c.unflatten)  # step 6
+        dq2, dk2, dv2 = attend_backward(ops, dout2, c.attend)  # steps 5, 3
+        dx_qkv, self.grads = project_backward(ops, dq2, dk2, dv2, c.project)  # steps 2-1
         # x reached y four ways: the residual and the three projections
         dx = dx + dx_qkv
         self.grads["gamma"] = dgamma
         return dx
-
-    def attention_maps(self, x, queries):
-        """Each query pixel's attention row, as a map. queries: [(row, col), ...].
-
-        Returns (B, len(queries), H, W), each map summing to 1. Any backend; only the
-        chosen rows are computed, so the N x N matrix is never formed.
-        """
-        self._check_inputs(x)
-        self._check_params()
-        B, C, H, W = x.shape
-        rows = query_indices(queries, H, W, 1)
-        (q2, k2, _), _ = project_forward(self.ops, self.params, x)
-        attention = attention_rows(self.ops, q2[:, :, rows], k2, None)  # (B, Q, N)
-        return attention.reshape(B, len(rows), H, W)

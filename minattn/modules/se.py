@@ -9,10 +9,23 @@ The gate decides *how much* of each channel passes, from a summary of the whole 
 attention decides *which other* pixels or channels each one is rebuilt from.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
-from ..checks import check_feature_map, check_positive_int, check_seed
+from ..validate import validate_feature_map, validate_positive_int, validate_seed
 from .base import Module
+
+
+class SECache(NamedTuple):
+    """What the forward keeps for the backward: each step's cache, in order."""
+
+    squeeze: tuple
+    fc0: tuple
+    relu: np.ndarray
+    fc2: tuple
+    sigmoid: np.ndarray
+    gate: tuple
 
 
 class SqueezeExcitation(Module):
@@ -43,25 +56,26 @@ class SqueezeExcitation(Module):
 
     def __init__(self, channels, reduction=16, *, backend="numpy", dtype=np.float64, seed=None):
         super().__init__(backend=backend, dtype=dtype)
-        self.channels = check_positive_int(channels, "channels")
-        self.reduction = check_positive_int(reduction, "reduction")
+        self.channels = validate_positive_int(channels, "channels")
+        self.reduction = validate_positive_int(reduction, "reduction")
         self.hidden = channels // reduction
         if self.hidden == 0:
             raise ValueError(
                 f"reduction={reduction} is larger than channels={channels}: the bottleneck "
                 f"would have channels // reduction = 0 units; use reduction <= {channels}"
             )
-        rng = np.random.default_rng(check_seed(seed))
+        rng = np.random.default_rng(validate_seed(seed))
 
         def linear_init(f_out, f_in):  # nn.Linear: kaiming_uniform(a=sqrt 5) = U(+-1/sqrt f_in)
             bound = 1.0 / np.sqrt(f_in)
             return rng.uniform(-bound, bound, (f_out, f_in)).astype(self.dtype)
 
-        self.params = {
-            "fc.0.weight": linear_init(self.hidden, channels),
-            "fc.2.weight": linear_init(channels, self.hidden),
-        }
-        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+        self._set_params(
+            {
+                "fc.0.weight": linear_init(self.hidden, channels),
+                "fc.2.weight": linear_init(channels, self.hidden),
+            }
+        )
         self.gate = None
 
     def __repr__(self):
@@ -70,8 +84,8 @@ class SqueezeExcitation(Module):
             f"backend={self.backend!r}, dtype={self.dtype.name})"
         )
 
-    def _check_inputs(self, x):
-        check_feature_map(x, self.channels, 1, self.dtype)
+    def _validate_inputs(self, x):
+        validate_feature_map(x, self.channels, 1, self.dtype)
 
     def _forward(self, x):
         ops, P = self.ops, self.params
@@ -82,18 +96,17 @@ class SqueezeExcitation(Module):
         s, c_sig = ops.sigmoid_forward(g)  # the gate, in (0, 1)
         y, c_gate = ops.channel_gate_forward(x, s)
         self.gate = s
-        self._cache = (c_pool, c_fc0, c_relu, c_fc2, c_sig, c_gate)
+        self._cache = SECache(c_pool, c_fc0, c_relu, c_fc2, c_sig, c_gate)
         return y
 
     def _backward(self, dy):
-        ops = self.ops
-        c_pool, c_fc0, c_relu, c_fc2, c_sig, c_gate = self._cache
-        dx, ds = ops.channel_gate_backward(dy, c_gate)
-        dg = ops.sigmoid_backward(ds, c_sig)
-        dh, dW2, _ = ops.linear_backward(dg, c_fc2)
-        dh = ops.relu_backward(dh, c_relu)
-        dz, dW0, _ = ops.linear_backward(dh, c_fc0)
+        ops, c = self.ops, self._cache
+        dx, ds = ops.channel_gate_backward(dy, c.gate)
+        dg = ops.sigmoid_backward(ds, c.sigmoid)
+        dh, dW2, _ = ops.linear_backward(dg, c.fc2)
+        dh = ops.relu_backward(dh, c.relu)
+        dz, dW0, _ = ops.linear_backward(dh, c.fc0)
         # x reached y twice: through the gate's product and through its own channel means
-        dx = dx + ops.global_avg_pool_backward(dz, c_pool)
+        dx = dx + ops.global_avg_pool_backward(dz, c.squeeze)
         self.grads = {"fc.0.weight": dW0, "fc.2.weight": dW2}
         return dx
