@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from torch_worker import bam_step  # noqa: E402
 
 import minattn  # noqa: E402
-from minattn.bench import _config, header  # noqa: E402
+from minattn.apps.bench import _config, header  # noqa: E402
 
 
 def minattn_step(backend, cfg, dtype):
