@@ -13,6 +13,7 @@ row's share of the matmul's rate and the time ratios to SDPA and the article's c
 """
 
 import argparse
+import os
 import statistics
 import time
 
@@ -21,6 +22,19 @@ import torch
 import torch.nn.functional as F
 
 from minattn import kernels
+
+
+def isa_line():
+    """The instruction sets each party compiled for or picked, and the load average."""
+    from minattn.apps.bench import _openblas_core
+
+    env = ("NUMBA_CPU_NAME", "OPENBLAS_CORETYPE", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+    return (
+        f"OpenBLAS core (NumPy's): {_openblas_core()}; torch CPU capability: "
+        f"{torch.backends.cpu.get_cpu_capability()}; "
+        + ", ".join(f"{k}={os.environ.get(k, 'unset')}" for k in env)
+        + f"; load average {os.getloadavg()[0]:.2f}"
+    )
 
 
 def main():
@@ -86,6 +100,7 @@ def main():
         f"{flops / 1e9:.1f} GFLOP; torch {torch.__version__}, {torch.get_num_threads()} threads; "
         f"kernels' schedule: {kernels.SCHEDULE}; medians of {args.repeats}"
     )
+    print("  " + isa_line())
     for name in rows:
         t = times[name]
         share = med([m / x for m, x in zip(times["matmul"], t, strict=True)])

@@ -81,6 +81,12 @@ def main():
                 step()
             times[name].append((time.perf_counter() - t0) / args.calls)
     print("\n".join(header(torch.get_num_threads())[1:]))  # not the "minattn bench" title
+    capability = torch.backends.cpu.get_cpu_capability()
+    env = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+    print(
+        f"torch CPU capability: {capability}; "
+        + ", ".join(f"{k}={os.environ.get(k, 'unset')}" for k in env)
+    )
     print(
         f"BAM forward + backward, config {cfg} (B,C,H,W,ds,key_channels), {args.dtype}, "
         f"medians of {args.repeats} samples of {args.calls} passes; load average at the end "
