@@ -4,8 +4,9 @@ In one process, alternating row by row (a shared machine's drift hits every row 
 minattn's ``BAM`` on the given backends, and the article's module in PyTorch four ways:
 as written (bmm, softmax, bmm), with ``F.scaled_dot_product_attention`` for steps 3-5
 (``benchmarks/torch_worker.py``'s ``SDPABAM``), and each of those under ``torch.compile``
-(compiled once before timing; compile time is not counted). ``t/best`` divides by the
-fastest PyTorch row of the run.
+(compiled once before timing; compile time is not counted; the SDPA module only when
+key_channels = C, see ``torch_steps``). ``t/best torch`` divides by the fastest PyTorch
+row of each sample.
 
     python benchmarks/bam_vs_torch.py --config 2,64,64,128,1 --dtype float32 --repeats 5
     python benchmarks/bam_vs_torch.py --config 1,32,32,32,1 --backends numpy,numba --calls 50
@@ -48,11 +49,16 @@ def minattn_step(backend, cfg, dtype):
 
 
 def torch_steps(cfg, dtype, compiled):
-    """-> {row name: step()} for the article's module and its SDPA version, eager and compiled."""
+    """-> {row name: step()} for the article's module and its SDPA version, eager and compiled.
+
+    The SDPA module is compiled only when key_channels = C: with unequal query and value
+    head sizes, torch 2.13's compiled CPU code corrupts the heap (the process dies with
+    "free(): invalid pointer" or a segmentation fault, with or without minattn loaded).
+    """
     steps = {}
     for kind, name in (("article", "torch article"), ("sdpa", "torch sdpa")):
         steps[name] = bam_step(kind, cfg, getattr(torch, dtype))
-        if compiled:
+        if compiled and (kind == "article" or cfg[5] == cfg[1]):
             steps[name + " compiled"] = bam_step(kind, cfg, getattr(torch, dtype), compiled=True)
     return steps
 

@@ -42,9 +42,8 @@ def _run(phase, tiles, buffers, lse, delta):
             elif phase == 1:  # the same product as a Numba loop
                 s[:] = 0.0
                 _matmul_acc(q_t[qb], k_b[kb], s, bk)
-            elif phase == 2:  # online softmax: row max, exp, row sum, rescale (and a copy)
-                s[:] = t
-                flash._online_softmax(s, bk, m, l, acc)
+            elif phase == 2:  # online softmax: row max, exp, row sum, rescale (in place:
+                flash._online_softmax(u, bk, m, l, acc)  # u stays in (0, 1] round after round)
             elif phase == 3:  # out += p v^T, Numba's dot-product loop
                 _matmul_nt_acc(t, v_b[kb], acc, bk)
             elif phase == 4:  # the same product by BLAS, into a temporary
@@ -54,10 +53,8 @@ def _run(phase, tiles, buffers, lse, delta):
             elif phase == 6:  # the same as a Numba loop
                 s[:] = 0.0
                 _matmul_acc(do_t[qb], v_b[kb], s, bk)
-            elif phase == 7:  # p = exp(score - lse), ds = p (dp - delta) (and two copies)
-                s[:] = t
-                u[:] = t
-                flash._tile_gradients(s, u, lse[qb], delta[qb], bk)
+            elif phase == 7:  # p = exp(score - lse), ds = p (dp - delta), in place (p stays
+                flash._tile_gradients(u, s, lse[qb], delta[qb], bk)  # in (0, 1] as lse >= 1)
             elif phase == 8:  # dq += ds k^T, Numba's dot-product loop
                 _matmul_nt_acc(t, k_b[kb], dq, bk)
             elif phase == 9:  # dv += dout p: BLAS, then an add
@@ -68,8 +65,6 @@ def _run(phase, tiles, buffers, lse, delta):
             elif phase == 11:  # dk += (scale q) ds: BLAS, then an add
                 np.dot(q_b[qb], t, dk)
                 flash._add(dv_sum[: dk.shape[0]], dk)
-            elif phase == 12:  # one copy of a tile, to subtract from phases 2 and 7
-                s[:] = t
 
 
 # (name, phase, how, FLOPs per score as a multiple of the channels: "ck", "c" or None)
@@ -87,7 +82,6 @@ PHASES = [
     ("  the same as a Numba loop", 10, "Numba", "c"),
     ("dk += (scale q) ds", 11, "BLAS", "ck"),
 ]
-COPIES = {2: 1, 7: 2}  # tile copies inside a phase, subtracted from its time
 USED = (0, 2, 3, 0, 5, 7, 8, 9, 11)  # the phases of one forward + backward, in order
 
 
@@ -126,11 +120,11 @@ def main():
     k_b, v_b = blocks(k, bk)[0], blocks(v, bk)[0]
     t = -np.abs(rng.standard_normal((bq, bk))).astype(dt)  # scores <= 0, probabilities
     ck, c = k_b.shape[1], v_b.shape[1]  # channels padded to the register block
-    buffers = (np.zeros((bq, bk), dt), t, np.zeros((bq, bk), dt), np.zeros((bq, c), dt))
+    buffers = (np.zeros((bq, bk), dt), t, np.exp(t), np.zeros((bq, c), dt))
     buffers += (np.zeros((bq, ck), dt), np.zeros((ck, bk), dt), np.zeros((c, bk), dt))
     buffers += (np.zeros((max(c, ck), bk), dt),)
     tiles = (q_t, q_b, k_b, v_b, do_t, do_b)
-    lse = np.abs(rng.standard_normal((q_t.shape[0], bq))).astype(dt)
+    lse = 1 + np.abs(rng.standard_normal((q_t.shape[0], bq))).astype(dt)
     delta = rng.standard_normal((q_t.shape[0], bq)).astype(dt)
     n = 512
     a_mm, c_mm = rng.standard_normal((n, n)).astype(dt), np.empty((n, n), dt)
@@ -139,10 +133,8 @@ def main():
         cost = {
             phase: best_of(lambda ph=phase: _run(ph, tiles, buffers, lse, delta), args.repeats)
             / N**2
-            for phase in [*(row[1] for row in PHASES), 12]
+            for _, phase, _, _ in PHASES
         }
-    for phase, copies in COPIES.items():
-        cost[phase] -= copies * cost[12]
     print(
         f"phases of the streaming attention, one thread: Ck={Ck} C={C} N={N} {dt.name}, "
         f"tiles {bq} x {bk}; kernels' schedule: {SCHEDULE}; "
