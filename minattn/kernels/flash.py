@@ -62,7 +62,8 @@ def _online_softmax(s, n, m, l, acc):
         alpha = math.exp(m[i] - m_new)
         l[i] = l[i] * alpha + total
         m[i] = m_new
-        acc[i] *= alpha
+        for ch in range(acc.shape[1]):  # a loop: an array expression here compiles for 5 s
+            acc[i, ch] *= alpha
 
 
 @kernel
@@ -92,7 +93,8 @@ def _forward_tiles(q_t, k_b, v_b, n_keys, first, step, out_t, lse):
             _matmul_nt_acc(s, v_b[b, kb], acc, n)  # acc += p v^T
         for i in range(bq):
             lse[b, qb, i] = m[i] + math.log(l[i])
-            out_t[b, qb, i] = acc[i] / l[i]
+            for ch in range(c):
+                out_t[b, qb, i, ch] = acc[i, ch] / l[i]
 
 
 @kernel
