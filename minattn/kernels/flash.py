@@ -10,6 +10,12 @@ exp(score - m) (the *online softmax*), and rescales the partial output whenever
 ``m`` grows. Only the per-query log-sum-exp ``lse = m + log(l)`` is kept; the
 backward pass recomputes each probability tile from it as exp(score - lse).
 
+The tile products: those that sum over channels into a whole tile (scores, dp, and
+dv, dk) are BLAS calls, ``np.dot`` on contiguous tiles, on one BLAS thread per kernel
+thread (``blas.one_blas_thread``); the two that sum over the 512 keys of a tile (out,
+dq) are ``tiles._matmul_nt_acc``, whose register block keeps its partial sums for the
+whole sum. Each was the faster way, measured (docs/kernels.md, "Tiles").
+
 Threads (see ``jit.run_threads``): a thread owns a set of query blocks, so the
 output, ``lse`` and ``dquery`` of a query block are written by one thread only.
 ``dkey`` and ``dvalue`` of a key block receive from every query block. Instead of
