@@ -23,29 +23,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from torch_worker import bam_step  # noqa: E402
 
-import minattn  # noqa: E402
-from minattn.apps.bench import _config, header  # noqa: E402
-
-
-def minattn_step(backend, cfg, dtype):
-    """-> step(): one minattn BAM forward + backward on a (B, C, H, W) input."""
-    B, C, H, W, ds, ck = cfg
-    rng = np.random.default_rng(0)
-    bam = minattn.BAM(C, ds, key_channels=ck, backend=backend, dtype=dtype, seed=0)
-    x = rng.standard_normal((B, C, H, W)).astype(dtype)
-    dy = rng.standard_normal((B, C, H, W)).astype(dtype)
-
-    def step():
-        bam.forward(x)
-        bam.backward(dy)
-
-    return step
+from minattn.apps.bench import _bam_step, _config, header  # noqa: E402
 
 
 def torch_steps(cfg, dtype, compiled):
@@ -73,7 +56,7 @@ def main():
     p.add_argument("--no-compile", action="store_true")
     args = p.parse_args()
     cfg = _config(args.config)
-    rows = {b: minattn_step(b, cfg, args.dtype) for b in args.backends.split(",")}
+    rows = {b: _bam_step(b, cfg, args.dtype) for b in args.backends.split(",")}
     rows.update(torch_steps(cfg, args.dtype, not args.no_compile))
     for step in rows.values():  # warm-up: compilation, caches, thread pools
         step()
