@@ -7,20 +7,45 @@ equals the value channels, its dense "math" kernel otherwise), the article's
 bmm-softmax-bmm, and a square NumPy matmul with the same FLOPs.
 
     python benchmarks/attention_only.py --key-channels 8 --dtype float32 --repeats 5
+    python benchmarks/attention_only.py --key-channels 64 --one-core
+
+``--one-core`` runs every row on the calling thread alone (Numba, PyTorch and OpenBLAS
+set to one thread) and times it by that thread's CPU time (``time.thread_time``):
+the cost per core, which other processes on a shared machine disturb far less than
+the wall time of two threads.
 
 FLOPs per forward + backward: B (8 N^2 Ck + 6 N^2 C). Prints medians, GFLOP/s, each
 row's share of the matmul's rate and the time ratios to SDPA and the article's code.
 """
 
 import argparse
+import os
 import statistics
+import sys
 import time
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+if "--one-core" in sys.argv:  # before NumPy loads OpenBLAS: its matmul on this thread only
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
 
-from minattn import kernels
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from minattn import kernels  # noqa: E402
+
+
+def isa_line():
+    """The instruction sets each party compiled for or picked, and the load average."""
+    from minattn.apps.bench import _openblas_core
+
+    env = ("NUMBA_CPU_NAME", "OPENBLAS_CORETYPE", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+    return (
+        f"OpenBLAS core (NumPy's): {_openblas_core()}; torch CPU capability: "
+        f"{torch.backends.cpu.get_cpu_capability()}; "
+        + ", ".join(f"{k}={os.environ.get(k, 'unset')}" for k in env)
+        + f"; load average {os.getloadavg()[0]:.2f}"
+    )
 
 
 def main():
@@ -31,7 +56,13 @@ def main():
     p.add_argument("--pixels", type=int, default=8192, help="N")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--one-core", action="store_true", help="one thread, timed by its CPU time")
     args = p.parse_args()
+    clock = time.perf_counter
+    if args.one_core:
+        numba.set_num_threads(1)
+        torch.set_num_threads(1)
+        clock = time.thread_time
     B, Ck, C, N = args.batch, args.key_channels, args.channels, args.pixels
     dt = np.dtype(args.dtype)
     rng = np.random.default_rng(0)
@@ -77,15 +108,17 @@ def main():
     for _ in range(args.repeats):
         for name, f in rows.items():
             time.sleep(0.1)  # let the previous row's idle threads go to sleep
-            t0 = time.perf_counter()
+            t0 = clock()
             f()
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(clock() - t0)
     med = statistics.median
     print(
         f"steps 3-5, forward + backward: B={B} Ck={Ck} C={C} N={N} {dt.name}, "
         f"{flops / 1e9:.1f} GFLOP; torch {torch.__version__}, {torch.get_num_threads()} threads; "
         f"kernels' schedule: {kernels.SCHEDULE}; medians of {args.repeats}"
+        + ("; one core, thread CPU time" if args.one_core else "")
     )
+    print("  " + isa_line())
     for name in rows:
         t = times[name]
         share = med([m / x for m, x in zip(times["matmul"], t, strict=True)])

@@ -44,18 +44,20 @@ class SDPABAM(ArticleBAM):
         return out, (h * self.ds, w * self.ds)
 
 
-def bam_step(kind, cfg, dtype):
-    """-> step(): one forward + backward on a (B, C, H, W) input."""
+def bam_step(kind, cfg, dtype, compiled=False):
+    """-> step(): one forward + backward on a (B, C, H, W) input; ``compiled``: the module
+    under ``torch.compile`` (it compiles on the first call)."""
     B, C, H, W, ds, ck = cfg
     torch.manual_seed(0)
     module = with_key_channels((SDPABAM if kind == "sdpa" else ArticleBAM)(C, ds).to(dtype), ck)
+    forward = torch.compile(module) if compiled else module
     x = torch.randn(B, C, H, W, dtype=dtype, requires_grad=True)
     dy = torch.randn(B, C, H, W, dtype=dtype)
 
     def step():
         module.zero_grad(set_to_none=True)
         x.grad = None
-        module(x).backward(dy)
+        forward(x).backward(dy)
 
     return step
 

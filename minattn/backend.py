@@ -68,8 +68,9 @@ def ops_for(backend, *, fused=True):
     if backend == "numba":
         from . import kernels
 
-        # no BLAS anywhere on this backend: OpenBLAS's spinning idle threads would hold
-        # the cores the attention kernels are about to use (docs/kernels.md)
+        # no threaded BLAS anywhere on this backend: OpenBLAS's spinning idle threads would
+        # hold the cores the attention kernels are about to use (docs/kernels.md); the
+        # kernels' own tile products call BLAS on one thread per kernel thread
         functions.update(
             conv1x1_forward=kernels.conv1x1_forward_numba,
             conv1x1_backward=kernels.conv1x1_backward_numba,

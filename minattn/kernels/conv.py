@@ -3,8 +3,9 @@
 The 1x1 convolutions are matmuls, and NumPy would hand them to OpenBLAS. But
 OpenBLAS's idle threads keep spinning for a while after each call, and the
 attention kernels started right after them wait for a core: on 2 cores that made
-the numba backend up to 2x slower (N = 4096). These versions run on the same
-tile kernels as the attention, so the numba backend never wakes OpenBLAS.
+the numba backend up to 2x slower (N = 4096). These versions run on the register-
+blocked tile products of `tiles.py`, so the numba backend never wakes OpenBLAS's
+threads (the attention's own BLAS calls run on one thread each, see `blas.py`).
 NumPy twins: ``minattn.steps.conv1x1_forward`` and ``conv1x1_backward``.
 """
 

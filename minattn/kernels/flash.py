@@ -10,6 +10,12 @@ exp(score - m) (the *online softmax*), and rescales the partial output whenever
 ``m`` grows. Only the per-query log-sum-exp ``lse = m + log(l)`` is kept; the
 backward pass recomputes each probability tile from it as exp(score - lse).
 
+The tile products: those that sum over channels into a whole tile (scores, dp, and
+dv, dk) are BLAS calls, ``np.dot`` on contiguous tiles, on one BLAS thread per kernel
+thread (``blas.one_blas_thread``); the two that sum over the 512 keys of a tile (out,
+dq) are ``tiles._matmul_nt_acc``, whose register block keeps its partial sums for the
+whole sum. Each was the faster way, measured (docs/kernels.md, "Tiles").
+
 Threads (see ``jit.run_threads``): a thread owns a set of query blocks, so the
 output, ``lse`` and ``dquery`` of a query block are written by one thread only.
 ``dkey`` and ``dvalue`` of a key block receive from every query block. Instead of
@@ -27,12 +33,43 @@ import math
 
 import numpy as np
 
+from .blas import one_blas_thread
 from .jit import kernel, run_threads, workers_for
 from .simd import _exp_shifted, _row_max
-from .tiles import _matmul_acc, _matmul_nt_acc, blocks, unblock
+from .tiles import _matmul_nt_acc, blocks, unblock
 
-QUERY_BLOCK = 64  # queries per tile: a thread's tiles (64 x KEY_BLOCK) stay in L2
-KEY_BLOCK = 512  # keys per tile: long inner loops amortise each SIMD reduction
+QUERY_BLOCK = 128  # queries per tile: a thread's two score tiles (128 x 512) fit its L2
+KEY_BLOCK = 512  # keys per tile: each BLAS call does 1-8 MFLOP, enough to run near peak
+
+
+def tile_sizes(n):
+    """(queries, keys) per tile for N = n: QUERY_BLOCK and KEY_BLOCK, or less when n is
+    smaller (rounded up to 16), so a small map does not compute over a tile of padding."""
+    small = -(-n // 16) * 16
+    return min(QUERY_BLOCK, small), min(KEY_BLOCK, small)
+
+
+@kernel
+def _online_softmax(s, n, m, l, acc):
+    """One key block of the online softmax, in place.
+
+    s: (bq, bk) scores -> probabilities exp(score - new max) for the n true keys;
+    m, l: (bq,) running max and running sum, updated; acc: (bq, c) rescaled by
+    exp(old max - new max), the factor that moves what was summed to the new max.
+    """
+    bq, bk = s.shape
+    for i in range(bq):
+        row = s[i]
+        m_new = max(m[i], _row_max(row, n))
+        _exp_shifted(row, m_new, n)
+        total = s.dtype.type(0.0)
+        for j in range(n):
+            total += row[j]
+        alpha = math.exp(m[i] - m_new)
+        l[i] = l[i] * alpha + total
+        m[i] = m_new
+        for ch in range(acc.shape[1]):  # a loop: an array expression here compiles for 5 s
+            acc[i, ch] *= alpha
 
 
 @kernel
@@ -41,7 +78,8 @@ def _forward_tiles(q_t, k_b, v_b, n_keys, first, step, out_t, lse):
 
     q_t: (B, nqb, bq, ck) scaled query blocks, transposed; k_b: (B, nkb, ck, bk) and
     v_b: (B, nkb, c, bk) key/value blocks; n_keys: the true N (the last key block
-    may be partly padding, never read). Writes out_t (B, nqb, bq, c) and lse (B, nqb, bq).
+    may be partly padding). Writes out_t (B, nqb, bq, c) and lse (B, nqb, bq).
+    The two products of a tile are BLAS calls (np.dot on contiguous tiles).
     """
     B, nqb, bq, _ = q_t.shape
     nkb, c, bk = v_b.shape[1], v_b.shape[2], v_b.shape[3]
@@ -56,25 +94,36 @@ def _forward_tiles(q_t, k_b, v_b, n_keys, first, step, out_t, lse):
         l[:] = 0.0
         for kb in range(nkb):
             n = min(bk, n_keys - kb * bk)
-            s[:] = 0.0
-            _matmul_acc(q_t[b, qb], k_b[b, kb], s, n)  # s = (scale q)^T k
-            for i in range(bq):
-                row = s[i]
-                m_new = max(m[i], _row_max(row, n))
-                _exp_shifted(row, m_new, n)  # p = exp(score - m_new)
-                total = q_t.dtype.type(0.0)
-                for j in range(n):
-                    total += row[j]
-                alpha = math.exp(m[i] - m_new)  # rescales what was summed under the old max
-                l[i] = l[i] * alpha + total
-                m[i] = m_new
-                for ch in range(c):
-                    acc[i, ch] *= alpha
+            np.dot(q_t[b, qb], k_b[b, kb], s)  # s = (scale q)^T k, by BLAS
+            _online_softmax(s, n, m, l, acc)
             _matmul_nt_acc(s, v_b[b, kb], acc, n)  # acc += p v^T
         for i in range(bq):
             lse[b, qb, i] = m[i] + math.log(l[i])
             for ch in range(c):
                 out_t[b, qb, i, ch] = acc[i, ch] / l[i]
+
+
+@kernel
+def _add(y, x):
+    """y += x for 2-D arrays of one shape, as a loop (NumPy's ``+=`` on an array view is
+    a generic broadcasting loop in Numba, 10x slower than this vectorised one)."""
+    for i in range(y.shape[0]):
+        for j in range(y.shape[1]):
+            y[i, j] += x[i, j]
+
+
+@kernel
+def _tile_gradients(p, ds, lse, delta, n):
+    """p: (bq, bk) scores -> probabilities exp(score - lse), zero past the n true keys;
+    ds: (bq, bk) dp = dout^T v -> dscore = p * (dp - delta). lse, delta: (bq,)."""
+    bq, bk = p.shape
+    for i in range(bq):
+        _exp_shifted(p[i], lse[i], n)
+        p[i, n:] = 0.0
+        d = delta[i]
+        for j in range(n):
+            ds[i, j] = p[i, j] * (ds[i, j] - d)
+        ds[i, n:] = 0.0
 
 
 @kernel
@@ -86,30 +135,27 @@ def _backward_tiles(q_t, q_b, k_b, v_b, do_t, do_b, lse, delta, n_keys, first, s
     do_b: (B, nqb, c, bq) blocks of dout; lse, delta: (B, nqb, bq);
     keys: (kb0, kb1), the key blocks of this round's group;
     grads: (dq_t (B, nqb, bq, ck), the gradient of the *scaled* query, dk_b
-    (B, nkb, ck, bk), dv_b (B, nkb, c, bk)), added to.
+    (B, nkb, ck, bk), dv_b (B, nkb, c, bk)), added to. Five BLAS calls per tile.
     """
     dq_t, dk_b, dv_b = grads
-    B, nqb, bq, _ = q_t.shape
-    bk = v_b.shape[3]
+    B, nqb, bq, ck = q_t.shape
+    c, bk = v_b.shape[2], v_b.shape[3]
     p = np.empty((bq, bk), dtype=q_t.dtype)  # probabilities of one tile
     ds = np.empty((bq, bk), dtype=q_t.dtype)  # dL/dp, then dL/dscore
+    dk = np.empty((ck, bk), dtype=q_t.dtype)  # one tile's share of dk and dv
+    dv = np.empty((c, bk), dtype=q_t.dtype)
     for task in range(first, B * nqb, step):
         b, qb = task // nqb, task % nqb
         for kb in range(keys[0], keys[1]):
             n = min(bk, n_keys - kb * bk)
-            p[:] = 0.0
-            _matmul_acc(q_t[b, qb], k_b[b, kb], p, n)  # scores, recomputed
-            for i in range(bq):
-                _exp_shifted(p[i], lse[b, qb, i], n)  # p = exp(score - lse)
-            ds[:] = 0.0
-            _matmul_acc(do_t[b, qb], v_b[b, kb], ds, n)  # dp = dout^T v
-            for i in range(bq):
-                d = delta[b, qb, i]
-                for j in range(n):
-                    ds[i, j] = p[i, j] * (ds[i, j] - d)  # softmax backward
+            np.dot(q_t[b, qb], k_b[b, kb], p)  # scores, recomputed
+            np.dot(do_t[b, qb], v_b[b, kb], ds)  # dp = dout^T v
+            _tile_gradients(p, ds, lse[b, qb], delta[b, qb], n)
             _matmul_nt_acc(ds, k_b[b, kb], dq_t[b, qb], n)  # dq^T += ds k^T
-            _matmul_acc(do_b[b, qb], p, dv_b[b, kb], n)  # dv += dout p
-            _matmul_acc(q_b[b, qb], ds, dk_b[b, kb], n)  # dk += (scale q) ds
+            np.dot(do_b[b, qb], p, dv)
+            _add(dv_b[b, kb], dv)  # dv += dout p
+            np.dot(q_b[b, qb], ds, dk)
+            _add(dk_b[b, kb], dk)  # dk += (scale q) ds
 
 
 def _check(arrays, like):
@@ -149,13 +195,15 @@ def attention_forward(query, key, value, scale):
     _check(dict(query=query, key=key, value=value), like="query")
     B, C, N = value.shape
     scale = query.dtype.type(scale)
-    q_t = blocks(query * scale, QUERY_BLOCK).transpose(0, 1, 3, 2).copy()
-    k_b, v_b = blocks(key, KEY_BLOCK), blocks(value, KEY_BLOCK)
+    bq, bk = tile_sizes(N)
+    q_t = blocks(query * scale, bq).transpose(0, 1, 3, 2).copy()
+    k_b, v_b = blocks(key, bk), blocks(value, bk)
     nqb = q_t.shape[1]
-    out_t = np.empty((B, nqb, QUERY_BLOCK, v_b.shape[2]), dtype=query.dtype)
-    lse = np.empty((B, nqb, QUERY_BLOCK), dtype=query.dtype)
+    out_t = np.empty((B, nqb, bq, v_b.shape[2]), dtype=query.dtype)
+    lse = np.empty((B, nqb, bq), dtype=query.dtype)
     workers = min(workers_for(B * N * N * (query.shape[1] + C)), B * nqb)
-    run_threads(lambda w: _forward_tiles(q_t, k_b, v_b, N, w, workers, out_t, lse), workers)
+    with one_blas_thread():
+        run_threads(lambda w: _forward_tiles(q_t, k_b, v_b, N, w, workers, out_t, lse), workers)
     out = unblock(out_t.transpose(0, 1, 3, 2), C, N)
     return out, lse.reshape(B, -1)[:, :N].copy()
 
@@ -178,10 +226,11 @@ def attention_backward(dout, query, key, value, out, lse, scale):
     C = value.shape[1]
     scale = dout.dtype.type(scale)
     delta = (dout * out).sum(axis=1)  # (B, N): rowsum(dout * out) = sum_j p_ij dp_ij
-    q_b = blocks(query * scale, QUERY_BLOCK)
-    do_b = blocks(dout, QUERY_BLOCK)
-    rows = blocks(np.stack([lse, delta], axis=1), QUERY_BLOCK, rows=1)  # (B, nqb, 2, bq)
-    k_b, v_b = blocks(key, KEY_BLOCK), blocks(value, KEY_BLOCK)
+    bq, bk = tile_sizes(N)
+    q_b = blocks(query * scale, bq)
+    do_b = blocks(dout, bq)
+    rows = blocks(np.stack([lse, delta], axis=1), bq, rows=1)  # (B, nqb, 2, bq)
+    k_b, v_b = blocks(key, bk), blocks(value, bk)
     args = (
         q_b.transpose(0, 1, 3, 2).copy(),
         q_b,
@@ -197,13 +246,14 @@ def attention_backward(dout, query, key, value, out, lse, scale):
     nkb = k_b.shape[1]
     groups = min(workers_for(2 * B * N * N * (Ck + C)), nkb)  # threads = groups of key blocks
     edges = [nkb * g // groups for g in range(groups + 1)]
-    for r in range(groups):  # round r: thread w works on key group (w + r) % groups
+    with one_blas_thread():
+        for r in range(groups):  # round r: thread w works on key group (w + r) % groups
 
-        def task(w, r=r):
-            g = (w + r) % groups
-            _backward_tiles(*args, w, groups, (edges[g], edges[g + 1]), grads)
+            def task(w, r=r):
+                g = (w + r) % groups
+                _backward_tiles(*args, w, groups, (edges[g], edges[g + 1]), grads)
 
-        run_threads(task, groups)
+            run_threads(task, groups)
     dq_t, dk_b, dv_b = grads
     dquery = unblock(dq_t.transpose(0, 1, 3, 2), Ck, N) * scale
     return dquery, unblock(dk_b, Ck, N), unblock(dv_b, C, N)

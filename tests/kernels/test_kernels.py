@@ -66,15 +66,17 @@ def run_python(code, timeout=300, **env):
 
 
 DTYPES = [np.float64, np.float32]
-# Every tile remainder: N against QUERY_BLOCK = 64 and KEY_BLOCK = 512 (1, 37: one short
-# block; 64, 65; 513: one key more than a block; 1100: two blocks and a remainder), Ck
-# against the 4-row register block (1, 2, 3, 5, 8), C against 4 and the 2- or 4-column
-# block of the dot products (3, 5, 6, 16); B > 1 (blocks of two images).
+# Every tile remainder: N against QUERY_BLOCK = 128 and KEY_BLOCK = 512, and against the
+# smaller tiles of a small N (1, 37: one short tile; 64, 65; 200: two query tiles, one key
+# tile; 513: one key more than a tile; 1100: two key tiles and a remainder), Ck against
+# the 4-row register block (1, 2, 3, 5, 8), C against 4 and the 2- or 4-column block of
+# the dot products (3, 5, 6, 16); B > 1 (tiles of two images).
 SHAPES = [
     (1, 1, 3, 1),
     (2, 2, 5, 37),
     (1, 3, 6, 64),
     (2, 5, 6, 65),
+    (2, 4, 7, 200),
     (3, 8, 16, 513),
     (2, 1, 5, 1100),
 ]
@@ -197,6 +199,29 @@ def test_thread_counts_agree_and_memory_does_not_grow_with_them():
     # inputs, blocked copies, out and the three gradients: about 12 (C, N) arrays = 60 MiB;
     # per-thread copies of dkey and dvalue would add 7 x 5 MiB more than that
     assert float(grew) < 80, f"peak RSS grew by {grew} MiB"
+
+
+def test_blas_runs_on_one_thread_inside_the_kernels_and_is_restored_after(numba_kernels):
+    """The tile products call SciPy's BLAS from every kernel thread; while they run that
+    BLAS must use one thread per call (docs/kernels.md, "Threads and BLAS"), and the
+    user's setting must come back afterwards, also after an error inside."""
+    blas = numba_kernels.blas
+    controls = blas.blas_thread_controls()
+    assert controls is not None, "SciPy's OpenBLAS (its wheel) was not found in this process"
+    get, set_ = controls
+    before = get()
+    set_(2)
+    try:
+        with blas.one_blas_thread():
+            with blas.one_blas_thread():  # nested: one save, one restore
+                assert get() == 1
+            assert get() == 1
+        assert get() == 2
+        with pytest.raises(ValueError), blas.one_blas_thread():
+            raise ValueError("inside")
+        assert get() == 2
+    finally:
+        set_(before)
 
 
 def test_streaming_attention_leaves_inputs_alone_and_checks_them(numba_kernels):
