@@ -37,11 +37,11 @@ from minattn import kernels  # noqa: E402
 
 def isa_line():
     """The instruction sets each party compiled for or picked, and the load average."""
-    from minattn.apps.bench import _openblas_core
+    from minattn.blas import openblas_core
 
     env = ("NUMBA_CPU_NAME", "OPENBLAS_CORETYPE", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
     return (
-        f"OpenBLAS core (NumPy's): {_openblas_core()}; torch CPU capability: "
+        f"OpenBLAS core (NumPy's): {openblas_core()}; torch CPU capability: "
         f"{torch.backends.cpu.get_cpu_capability()}; "
         + ", ".join(f"{k}={os.environ.get(k, 'unset')}" for k in env)
         + f"; load average {os.getloadavg()[0]:.2f}"

@@ -6,7 +6,7 @@ to run the same work, tile products of the kernels' shape, in one process, alter
 
 - "2 threads, BLAS threaded": two kernel threads, the BLAS left at its own thread count;
 - "2 threads, BLAS on 1": the same with the BLAS set to one thread (what the kernels do,
-  ``minattn.kernels.blas.one_blas_thread``);
+  ``minattn.blas.one_blas_thread``);
 - "1 thread, BLAS threaded": one caller, every tile product split by the BLAS's own pool.
 
     python benchmarks/blas_threads.py --dtype float32
@@ -21,7 +21,7 @@ import time
 import numba
 import numpy as np
 
-from minattn.kernels import blas
+from minattn import blas
 from minattn.kernels.flash import KEY_BLOCK, QUERY_BLOCK
 
 
@@ -47,7 +47,7 @@ def main():
     reps = 400
     flops = 2 * QUERY_BLOCK * KEY_BLOCK * c * reps * 2  # both shares
     pool = concurrent.futures.ThreadPoolExecutor(1)
-    get, set_ = blas.blas_thread_controls()
+    get, set_ = blas.blas_thread_controls("scipy")
     threads = get()
 
     def two_threads():
@@ -56,7 +56,7 @@ def main():
         other.result()
 
     def two_threads_blas_one():
-        with blas.one_blas_thread():
+        with blas.one_blas_thread("scipy"):
             two_threads()
 
     def one_thread():

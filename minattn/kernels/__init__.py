@@ -8,11 +8,11 @@ imports it when a module is built with ``backend="numba"``. One job per file:
   stderr) and run on threads; the CPU's schedule (AVX2 or AVX-512);
 - `simd.py`: exp and row max rebuilt from SIMD-friendly operations;
 - `tiles.py`: the two register-blocked matrix products every fast kernel uses, and the tiling;
-- `blas.py`: the BLAS the streaming attention's tile products call, kept to one thread a call;
 - `loops.py`: the article's steps 3-5 as loops (teaching, timing); twins in `minattn.steps`;
 - `conv.py`: step 1 without BLAS (``conv1x1_forward_numba`` / ``conv1x1_backward_numba``);
 - `flash.py`: the streaming attention (``attention_forward`` / ``attention_backward``) and
-  its NumPy twin: FlashAttention-2's loop order, its products by BLAS and by `tiles.py`.
+  its NumPy twin: FlashAttention-2's loop order, its products by BLAS (SciPy's, kept to one
+  thread a call by `minattn.blas.one_blas_thread`) and by `tiles.py`.
 
 Shapes: B batch, Ck query/key channels, C value channels, N pixels.
 query, key: (B, Ck, N); value: (B, C, N); energy and attention: (B, N, N).

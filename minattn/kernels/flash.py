@@ -12,7 +12,7 @@ backward pass recomputes each probability tile from it as exp(score - lse).
 
 The tile products: those that sum over channels into a whole tile (scores, dp, and
 dv, dk) are BLAS calls, ``np.dot`` on contiguous tiles, on one BLAS thread per kernel
-thread (``blas.one_blas_thread``); the two that sum over the 512 keys of a tile (out,
+thread (``minattn.blas.one_blas_thread``); the two that sum over the 512 keys of a tile (out,
 dq) are ``tiles._matmul_nt_acc``, whose register block keeps its partial sums for the
 whole sum. Each was the faster way, measured (docs/kernels.md, "Tiles").
 
@@ -33,7 +33,7 @@ import math
 
 import numpy as np
 
-from .blas import one_blas_thread
+from ..blas import one_blas_thread
 from .jit import kernel, run_threads, workers_for
 from .simd import _exp_shifted, _row_max
 from .tiles import _matmul_nt_acc, blocks, unblock
@@ -202,7 +202,7 @@ def attention_forward(query, key, value, scale):
     out_t = np.empty((B, nqb, bq, v_b.shape[2]), dtype=query.dtype)
     lse = np.empty((B, nqb, bq), dtype=query.dtype)
     workers = min(workers_for(B * N * N * (query.shape[1] + C)), B * nqb)
-    with one_blas_thread():
+    with one_blas_thread("scipy"):
         run_threads(lambda w: _forward_tiles(q_t, k_b, v_b, N, w, workers, out_t, lse), workers)
     out = unblock(out_t.transpose(0, 1, 3, 2), C, N)
     return out, lse.reshape(B, -1)[:, :N].copy()
@@ -246,7 +246,7 @@ def attention_backward(dout, query, key, value, out, lse, scale):
     nkb = k_b.shape[1]
     groups = min(workers_for(2 * B * N * N * (Ck + C)), nkb)  # threads = groups of key blocks
     edges = [nkb * g // groups for g in range(groups + 1)]
-    with one_blas_thread():
+    with one_blas_thread("scipy"):
         for r in range(groups):  # round r: thread w works on key group (w + r) % groups
 
             def task(w, r=r):

@@ -205,19 +205,20 @@ def test_blas_runs_on_one_thread_inside_the_kernels_and_is_restored_after(numba_
     """The tile products call SciPy's BLAS from every kernel thread; while they run that
     BLAS must use one thread per call (docs/kernels.md, "Threads and BLAS"), and the
     user's setting must come back afterwards, also after an error inside."""
-    blas = numba_kernels.blas
-    controls = blas.blas_thread_controls()
+    from minattn import blas
+
+    controls = blas.blas_thread_controls("scipy")
     assert controls is not None, "SciPy's OpenBLAS (its wheel) was not found in this process"
     get, set_ = controls
     before = get()
     set_(2)
     try:
-        with blas.one_blas_thread():
-            with blas.one_blas_thread():  # nested: one save, one restore
+        with blas.one_blas_thread("scipy"):
+            with blas.one_blas_thread("scipy"):  # nested: one save, one restore
                 assert get() == 1
             assert get() == 1
         assert get() == 2
-        with pytest.raises(ValueError), blas.one_blas_thread():
+        with pytest.raises(ValueError), blas.one_blas_thread("scipy"):
             raise ValueError("inside")
         assert get() == 2
     finally:

@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from ...blas import single_threaded_blas
+from ...blas import one_blas_thread
 from .attention import attention_mass
 from .config import CONTROLS, Config
 from .data import make_pairs
@@ -84,7 +84,7 @@ def run(config=None, out="minattn-train.png", progress=True, log=print, save=Non
     for path in (out, save):
         if path is not None and not Path(path).resolve().parent.is_dir():
             raise ValueError(f"{path!s}: the folder {str(Path(path).parent)!r} does not exist")
-    with single_threaded_blas():
+    with one_blas_thread():
         return _run(config, out, progress, log, save)
 
 

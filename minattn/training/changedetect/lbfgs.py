@@ -1,6 +1,6 @@
 """SciPy's L-BFGS-B on the training loss, with our gradient: a second opinion on it."""
 
-from ...blas import single_threaded_blas
+from ...blas import one_blas_thread
 from .loop import MARGIN
 from .model import flat_grads, flat_params, set_flat_params
 
@@ -22,7 +22,7 @@ def fit_lbfgs(model, x1, x2, mask, maxiter=100):
         history.append(loss)
         return loss, flat_grads(model)
 
-    with single_threaded_blas():
+    with one_blas_thread():
         result = minimize(fun, flat_params(model), jac=True, method="L-BFGS-B",
                           options=dict(maxiter=maxiter))  # fmt: skip
     set_flat_params(model, result.x)

@@ -4,7 +4,7 @@ import sys
 
 import numpy as np
 
-from ...blas import single_threaded_blas
+from ...blas import one_blas_thread
 from ..optim import Adam
 
 MARGIN = 2.0  # STANet's BCL margin
@@ -21,9 +21,9 @@ def train_models(models, data, config, progress=True, log=print):
 
     data: a dict with the training features ``x1``, ``x2`` (n, C, H, W) and pairs ``train``
     (their ``mask``). Returns {name: per-step losses}. ``log`` gets one line per epoch.
-    BLAS runs on one thread meanwhile (`minattn.blas.single_threaded_blas`).
+    BLAS runs on one thread meanwhile (`minattn.blas.one_blas_thread`).
     """
-    with single_threaded_blas():
+    with one_blas_thread():
         return _train_models(models, data, config, progress, log)
 
 

@@ -2,14 +2,14 @@
 
 import numpy as np
 
-from ...blas import single_threaded_blas
+from ...blas import one_blas_thread
 from ..losses import contrastive_forward
 from .loop import MARGIN
 
 
 def predict(model, x1, x2, chunk=16):
     """Distance maps of a whole set, (n, H, W), in chunks to bound the N x N memory."""
-    with single_threaded_blas():
+    with one_blas_thread():
         return np.concatenate(
             [model.forward(x1[i : i + chunk], x2[i : i + chunk]) for i in range(0, len(x1), chunk)]
         )
