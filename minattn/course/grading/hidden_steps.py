@@ -391,15 +391,16 @@ _CASES = {
 # summary: (English, Chinese); the Chinese is the check cell's second line (`chinese`)
 
 
-def _forward(step, points, out_name, summary, stub_names=()):
+def _step_exercise(name, notebook, points, parts, summary):
+    """One step's exercise: ``name`` is the function the student writes (and the package's
+    step it must not call); ``summary`` is (English, Chinese)."""
     summary, summary_zh = summary
-    name = f"{step}_forward"
     return Exercise(
         id=name,
-        notebook="02_seven_steps",
+        notebook=notebook,
         functions=(name,),
         points=points,
-        parts=forward_parts(name, _CASES[step], out_name, stub_names),
+        parts=parts,
         summary=summary,
         replaces=(name,),
         context=bam_context(name),
@@ -407,24 +408,18 @@ def _forward(step, points, out_name, summary, stub_names=()):
         summary_zh=summary_zh,
         expected_error_zh=F64_ZH,
     )
+
+
+def _forward(step, points, out_name, summary, stub_names=()):
+    name = f"{step}_forward"
+    parts = forward_parts(name, _CASES[step], out_name, stub_names)
+    return _step_exercise(name, "02_seven_steps", points, parts, summary)
 
 
 def _backward(step, points, grad_names, summary):
-    summary, summary_zh = summary
     name = f"{step}_backward"
-    return Exercise(
-        id=name,
-        notebook="03_backward_pass",
-        functions=(name,),
-        points=points,
-        parts=backward_parts(name, _CASES[step], grad_names),
-        summary=summary,
-        replaces=(name,),
-        context=bam_context(name),
-        expected_error=F64,
-        summary_zh=summary_zh,
-        expected_error_zh=F64_ZH,
-    )
+    parts = backward_parts(name, _CASES[step], grad_names)
+    return _step_exercise(name, "03_backward_pass", points, parts, summary)
 
 
 # the names are the notebooks' (the exercise's text, or the stub's return line)
