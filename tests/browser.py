@@ -49,14 +49,18 @@ def find_browser():
     return next((found for name in BROWSERS if (found := shutil.which(name))), None)
 
 
-def require_browser():
-    """The browser's path; a skip saying why when there is none (a failure in CI)."""
+def require_browser(unchecked=""):
+    """The browser's path; a skip saying why when there is none (a failure in CI).
+
+    unchecked: what goes unchecked without a browser, for the skip's reason.
+    """
     found = find_browser()
     if not found and os.environ.get("MINATTN_REQUIRE_BROWSER") == "1":
         pytest.fail("MINATTN_REQUIRE_BROWSER=1 but no chromium or chrome is installed")
     if not found:
         pytest.skip(
             "no headless browser installed (apt-get install chromium, or set MINATTN_BROWSER)"
+            + (f": {unchecked}" if unchecked else "")
         )
     return found
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from browser import HEADLESS, find_browser
+from browser import HEADLESS, require_browser
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -345,15 +345,7 @@ def pages_to_render(site):
 
 @pytest.fixture(scope="session")
 def browser_path():
-    found = find_browser()
-    if not found and os.environ.get("MINATTN_REQUIRE_BROWSER") == "1":
-        pytest.fail("MINATTN_REQUIRE_BROWSER=1 but no chromium or chrome is installed")
-    if not found:
-        pytest.skip(
-            "no headless browser installed (apt-get install chromium, or set MINATTN_BROWSER): "
-            "math, Chinese and search not checked in a browser"
-        )
-    return found
+    return require_browser("math, Chinese and search not checked in a browser")
 
 
 @pytest.fixture(scope="session")
