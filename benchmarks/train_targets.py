@@ -74,8 +74,10 @@ def mass_table(mode, runs):
         r = runs[s]
         after, before = r["attention_mass"], r["attention_mass_random"]
         uniform = r["attention_mass_uniform"]
+        other, other_random = r["attention_mass_other_view"], r["attention_mass_other_view_random"]
         lines.append(f"  seed {s}: learned {after:.3f}, random weights {before:.3f} (ratio "
-                     f"{after / before:.2f}, target 2), uniform {uniform:.3f}")  # fmt: skip
+                     f"{after / before:.2f}, target 2), uniform {uniform:.3f}; on the other "
+                     f"view's: learned {other:.3f}, random weights {other_random:.3f}")  # fmt: skip
     return lines
 
 

@@ -7,7 +7,16 @@ import pytest
 
 import minattn
 from minattn.apps.cli import main
-from minattn.training.changedetect import controls, data, experiment, loop, metrics, model, weights
+from minattn.training.changedetect import (
+    attention,
+    controls,
+    data,
+    experiment,
+    loop,
+    metrics,
+    model,
+    weights,
+)
 from minattn.training.changedetect.config import Config
 from minattn.training.changedetect.model import ChangeDetector
 
@@ -188,6 +197,46 @@ def test_attention_maps_are_rows_of_the_attention():
     A = m.cdsa.Self_Att.attention[0]  # (N, N) over the pooled pair (4 x 8)
     np.testing.assert_allclose(maps[0, 0].ravel(), A[0], rtol=1e-12)
     np.testing.assert_allclose(maps[0, 1].ravel(), A[2 * 8 + 5], rtol=1e-12)
+
+
+class _LooksAtOneView:
+    """A stand-in model whose every attention row is uniform over one view of the pair."""
+
+    mode, backend, ds = "BAM", "numpy", 2
+
+    def __init__(self, looks_at_own):
+        self.looks_at_own = looks_at_own
+
+    def attention_maps(self, x1, x2, queries):
+        h, w = x1.shape[2] // self.ds, x1.shape[3] // self.ds
+        maps = np.zeros((1, len(queries), h, 2 * w))
+        for q, (_, c) in enumerate(queries):
+            view = c // x1.shape[3] if self.looks_at_own else 1 - c // x1.shape[3]
+            maps[0, q, :, view * w : (view + 1) * w] = 1 / (h * w)
+        return maps
+
+
+def test_attention_mass_on_the_own_or_the_other_view():
+    pairs = data.make_pairs(3, size=16, seed=4)
+    x1, x2 = pairs.features(8)
+    for looks_at_own in (True, False):
+        m = _LooksAtOneView(looks_at_own)
+        own, uniform = attention.attention_mass(m, pairs, x1, x2)
+        other, uniform_other = attention.attention_mass(m, pairs, x1, x2, view="other")
+        # all of a row on one view, evenly: twice the uniform share there, none on the other
+        looked, ignored = (own, other) if looks_at_own else (other, own)
+        assert looked == pytest.approx(2 * uniform, rel=1e-12) and ignored == 0
+        assert uniform_other == pytest.approx(uniform, rel=1e-12)
+    # a real model with query and key at zero attends uniformly: both shares are chance's
+    bam = ChangeDetector(8, 8, mode="BAM", ds=2, seed=1)
+    for name in ("query_conv", "key_conv"):
+        for p in ("weight", "bias"):
+            bam.params[f"cdsa.Self_Att.{name}.{p}"][...] = 0.0
+    for view in attention.VIEWS:
+        share, uniform = attention.attention_mass(bam, pairs, x1, x2, view=view)
+        assert share == pytest.approx(uniform, rel=1e-12) and 0.1 < uniform < 0.5
+    with pytest.raises(ValueError, match="view must be one of 'own', 'other'; got 'both'"):
+        attention.attention_mass(bam, pairs, x1, x2, view="both")
 
 
 def test_pam_attention_maps_follow_the_pair_layout():

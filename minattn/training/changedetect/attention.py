@@ -2,20 +2,25 @@
 
 import numpy as np
 
+from ...validate import validate_choice
 from .model import ChangeDetector
 
+VIEWS = ("own", "other")
 
-def attention_mass(model, pairs, x1, x2, n_pairs=8, per_pair=16):
+
+def attention_mass(model, pairs, x1, x2, n_pairs=8, per_pair=16, view="own"):
     """Share of changed pixels' attention on the pixels that decide them, and chance's share.
 
     For each of the first ``n_pairs`` pairs, up to ``per_pair`` query pixels are drawn
     (a fixed draw) from the pooled pixels whose whole ds x ds block changed, in both views;
     each query's attention row over the pooled pair (`ChangeDetector.attention_maps`) is
-    summed over the pooled pixels of ``pairs.deciders(i, view)`` (each weighted by the
-    share of its block that decides). Returns (mean share, the share a uniform
-    attention would give): a model that does not look at the deciding pixels scores about
-    the second number.
+    summed over the pooled pixels of ``pairs.deciders(i, v)`` (each weighted by the
+    share of its block that decides), v the query's own view, or with ``view="other"``
+    the other one: a model may read the season off either. Returns (mean share, the share
+    a uniform attention would give): a model that does not look at those pixels scores
+    about the second number.
     """
+    validate_choice(view, "view", VIEWS)
     model = _with_attention(model)
     ds, W = model.ds, x1.shape[3]
     rng = np.random.default_rng(0)
@@ -25,12 +30,13 @@ def attention_mass(model, pairs, x1, x2, n_pairs=8, per_pair=16):
         if not len(changed):
             continue
         picks = changed[rng.permutation(len(changed))[:per_pair]] * ds
-        for view in (0, 1):
-            decide = _block_mean(pairs.deciders(i, view), ds)  # (h, 2w): share of each block
-            queries = [(r, c + view * W) for r, c in picks]
+        for own in (0, 1):
+            looked_at = own if view == "own" else 1 - own
+            decide = _block_mean(pairs.deciders(i, looked_at), ds)  # (h, 2w): share of each block
+            queries = [(r, c + own * W) for r, c in picks]
             maps = model.attention_maps(x1[i : i + 1], x2[i : i + 1], queries)[0]  # (Q, h, 2w)
             shares.extend((maps * decide).sum(axis=(1, 2)))
-            uniform.append(decide.mean())
+            uniform.extend([decide.mean()] * len(queries))  # weighted as the shares are
     return float(np.mean(shares)), float(np.mean(uniform))
 
 

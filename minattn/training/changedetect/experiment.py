@@ -69,8 +69,11 @@ def evaluate(model, data):
 
 
 def mass(model, data):
-    """attention_mass on the held-out pairs: (share on the deciding pixels, uniform's)."""
-    return attention_mass(model, data["heldout"], data["h1"], data["h2"])
+    """attention_mass on the held-out pairs: (share on the own view's deciding pixels,
+    uniform's share there, share on the other view's)."""
+    args = model, data["heldout"], data["h1"], data["h2"]
+    own, uniform = attention_mass(*args)
+    return own, uniform, attention_mass(*args, view="other")[0]
 
 
 def run(config=None, out="minattn-train.png", progress=True, log=print, save=None):
@@ -116,7 +119,8 @@ def _run(config, out, progress, log, save):
             f"{h['recall']:.3f}); threshold {r['threshold']:.3f} from the training pairs "
             f"(training F1 {r['train']['f1']:.3f})")  # fmt: skip
     log(f"attention on the deciding pixels: {mass_before[0]:.3f} before training, "
-        f"{mass_after[0]:.3f} after ({mass_after[1]:.3f} if uniform)")  # fmt: skip
+        f"{mass_after[0]:.3f} after ({mass_after[1]:.3f} if uniform); on the other view's "
+        f"unchanged pixels {mass_before[2]:.3f} before, {mass_after[2]:.3f} after")  # fmt: skip
     summary = _summary(config, first, results, (mass_before, mass_after), files)
     summary.update(train_seconds=t_train, total_seconds=time.perf_counter() - t0)
     log(f"training took {t_train:.1f} s; everything {summary['total_seconds']:.1f} s")
@@ -136,7 +140,7 @@ def _save(models, config, out, save):
 
 def _summary(config, first, results, masses, files):
     a, b = results[config.mode], results["baseline"]
-    (before, uniform), (after, _) = masses
+    (before, uniform, other_before), (after, _, other_after) = masses
     return dict(
         mode=config.mode,
         seed=config.seed,
@@ -155,6 +159,8 @@ def _summary(config, first, results, masses, files):
         attention_mass=after,
         attention_mass_random=before,
         attention_mass_uniform=uniform,
+        attention_mass_other_view=other_after,
+        attention_mass_other_view_random=other_before,
         weights=files,
         config=asdict(config),
     )

@@ -45,7 +45,7 @@ def draw(out, config, losses, data, results, model, masses):
         _map(ax, m, data["heldout"].deciders(0, k), query, k, config.ds)
         ax.set_title(f"attention of a changed pixel (+) of {where}, after training\n(x N: 1 is "
                      f"uniform); its view's unchanged pixels outlined", fontsize=8)  # fmt: skip
-    (before, uniform), (after, _) = masses
+    (before, uniform, _), (after, _, _) = masses
     fig.text(0.5, 1.0, f"attention of changed pixels on the unchanged pixels of their view: "
              f"{after:.2f} after training, {before:.2f} with the initial random weights, "
              f"{uniform:.2f} if uniform", ha="center", va="bottom", fontsize=10)  # fmt: skip
