@@ -32,9 +32,12 @@ from .weights import save_attention, save_weights
 SHOW = 3  # held-out pairs drawn in the figure
 
 
-def prepare(config):
-    """Training and held-out pairs with their features: a dict of arrays."""
-    kw = dict(size=config.size, seed=config.seed)
+def prepare(config, **task):
+    """Training and held-out pairs with their features: a dict of arrays.
+
+    ``task``: more arguments of `make_pairs` (``changes``, ``radius``, ...) for another task.
+    """
+    kw = dict(size=config.size, seed=config.seed, **task)
     train = make_pairs(config.n_train, split="train", **kw)
     held = make_pairs(config.n_heldout, split="heldout", **kw)
     # one fixed feature extractor for everything (its own seed, not the experiment's)
